@@ -1,0 +1,1 @@
+"""The ``volrob`` command line."""

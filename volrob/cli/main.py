@@ -1,0 +1,47 @@
+"""Entry point of the ``volrob`` command: one sub-command module per verb, errors as one line with exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from volrob import __version__
+from volrob.errors import VolrobError
+
+# Each module ``volrob.cli.<name>_cmd`` defines ``register(subparsers)``, which adds its parser and sets
+# ``func`` (``Callable[[argparse.Namespace], int]``) as the parser default.
+COMMANDS: tuple[str, ...] = ("models", "synth", "manifest", "train", "evaluate")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser (every sub-command registered)."""
+    parser = argparse.ArgumentParser(
+        prog="volrob",
+        description="Measure and improve the adversarial robustness of 3D medical segmentation models.",
+    )
+    parser.add_argument("--version", action="version", version=f"volrob {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMANDS:
+        importlib.import_module(f"volrob.cli.{name}_cmd").register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except VolrobError as err:
+        print(f"volrob {args.command}: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print(f"volrob {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Data: manifests, readers, label conventions, preprocessing and synthetic BraTS-like volumes."""

@@ -1,0 +1,132 @@
+"""Label conventions as configuration, and their mapping to the evaluation regions TC / WT / ET.
+
+Every convention is translated to one *canonical* class index used inside volrob:
+``0`` background, ``1`` NCR (necrotic / non-enhancing core), ``2`` ED (oedema), ``3`` ET (enhancing tumour).
+Regions are unions of classes: TC = NCR ∪ ET, WT = NCR ∪ ED ∪ ET, ET = ET.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TypeVar
+
+import numpy as np
+import torch
+
+from volrob.errors import ConfigError, DataError
+
+CLASSES: tuple[str, ...] = ("background", "NCR", "ED", "ET")
+REGIONS: tuple[str, ...] = ("TC", "WT", "ET")
+REGION_CLASSES: dict[str, tuple[int, ...]] = {"TC": (1, 3), "WT": (1, 2, 3), "ET": (3,)}
+OUTPUT_MODES: tuple[str, ...] = ("regions", "labels")
+"""``regions``: three sigmoid channels (TC, WT, ET); ``labels``: softmax over the four canonical classes."""
+
+ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
+
+
+@dataclass(frozen=True)
+class LabelConvention:
+    """How one dataset writes the tumour sub-regions into its label files."""
+
+    name: str
+    values: dict[str, int]
+    description: str
+
+    @property
+    def allowed(self) -> tuple[int, ...]:
+        """Label values a file of this convention may contain (background 0 included)."""
+        return (0, *sorted(self.values.values()))
+
+    def unknown_values(self, label: np.ndarray) -> list[int]:
+        """Sorted values present in ``label`` that this convention does not allow."""
+        present = np.unique(np.asarray(label))
+        return [v.item() for v in present if v not in self.allowed]
+
+    def to_canonical(self, label: ArrayT) -> ArrayT:
+        """Map raw label values to canonical class indices; unknown values raise :class:`DataError`."""
+        if isinstance(label, torch.Tensor):
+            return torch.as_tensor(self.to_canonical(label.detach().cpu().numpy()), device=label.device)
+        bad = self.unknown_values(label)
+        if bad:
+            raise DataError(f"label values {bad} are not allowed by convention {self.name!r} {self.allowed}")
+        out = np.zeros(np.shape(label), dtype=np.uint8)
+        for cls, raw in self.values.items():
+            out[np.asarray(label) == raw] = CLASSES.index(cls)
+        return out
+
+    def from_canonical(self, canonical: ArrayT) -> ArrayT:
+        """Map canonical class indices back to this convention's raw values."""
+        lut = np.zeros(len(CLASSES), dtype=np.int16)
+        for cls, raw in self.values.items():
+            lut[CLASSES.index(cls)] = raw
+        if isinstance(canonical, torch.Tensor):
+            return torch.as_tensor(lut, device=canonical.device)[canonical.long()]
+        return lut[np.asarray(canonical).astype(np.int64)]
+
+
+CONVENTIONS: dict[str, LabelConvention] = {
+    c.name: c
+    for c in (
+        LabelConvention("brats2021", {"NCR": 1, "ED": 2, "ET": 4}, "BraTS 2017-2021: 1 NCR/NET, 2 ED, 4 ET"),
+        LabelConvention("brats2023", {"NCR": 1, "ED": 2, "ET": 3}, "BraTS 2023: 1 NCR, 2 ED, 3 ET"),
+        LabelConvention("msd", {"ED": 1, "NCR": 2, "ET": 3}, "MSD Task01: 1 oedema, 2 non-enhancing, 3 enhancing"),
+    )
+}
+
+
+def get_convention(name: str) -> LabelConvention:
+    """Look up a label convention by name."""
+    try:
+        return CONVENTIONS[name]
+    except KeyError:
+        raise ConfigError(f"unknown label convention {name!r}; choose one of {sorted(CONVENTIONS)}") from None
+
+
+def canonical_to_regions(canonical: ArrayT) -> ArrayT:
+    """Canonical class map ``(..., *spatial)`` to boolean regions stacked on a new axis -4: ``(..., 3, *spatial)``.
+
+    For an unbatched map ``(D, H, W)`` the result is ``(3, D, H, W)``; for ``(B, 1, D, H, W)`` it is ``(B, 3, D, H, W)``
+    when the singleton channel axis is present.
+    """
+    is_t = isinstance(canonical, torch.Tensor)
+    lib = torch if is_t else np
+    squeeze = canonical.ndim >= 4 and canonical.shape[-4] == 1
+    base = canonical[..., 0, :, :, :] if squeeze else canonical
+    regions = [
+        lib.isin(base, torch.tensor(cls, device=base.device) if is_t else np.array(cls))
+        for cls in REGION_CLASSES.values()
+    ]
+    return lib.stack(regions, -4) if is_t else np.stack(regions, axis=-4)
+
+
+def regions_to_canonical(regions: ArrayT) -> ArrayT:
+    """Boolean regions ``(..., 3, *spatial)`` to a canonical class map ``(..., *spatial)``.
+
+    Nested reading as in BraTS post-processing: ET where ET; NCR where TC but not ET; ED where WT but not TC.
+    """
+    tc, wt, et = (regions[..., i, :, :, :].bool() if isinstance(regions, torch.Tensor)
+                  else regions[..., i, :, :, :].astype(bool) for i in range(3))
+    if isinstance(regions, torch.Tensor):
+        out = torch.zeros(tc.shape, dtype=torch.uint8, device=regions.device)
+    else:
+        out = np.zeros(tc.shape, dtype=np.uint8)
+    out[wt] = 2
+    out[tc] = 1
+    out[et] = 3
+    return out
+
+
+def logits_to_regions(logits: torch.Tensor, mode: str, threshold: float = 0.5) -> torch.Tensor:
+    """Network output ``(B, C, *spatial)`` to boolean regions ``(B, 3, *spatial)`` for either output mode."""
+    if mode == "regions":
+        return torch.sigmoid(logits) > threshold
+    if mode == "labels":
+        return canonical_to_regions(logits.argmax(1))
+    raise ConfigError(f"output mode must be one of {OUTPUT_MODES}, got {mode!r}")
+
+
+def out_channels_for(mode: str) -> int:
+    """Number of network output channels an output mode needs."""
+    if mode not in OUTPUT_MODES:
+        raise ConfigError(f"output mode must be one of {OUTPUT_MODES}, got {mode!r}")
+    return 3 if mode == "regions" else len(CLASSES)
