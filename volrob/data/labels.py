@@ -83,20 +83,17 @@ def get_convention(name: str) -> LabelConvention:
 
 
 def canonical_to_regions(canonical: ArrayT) -> ArrayT:
-    """Canonical class map ``(..., *spatial)`` to boolean regions stacked on a new axis -4: ``(..., 3, *spatial)``.
+    """Canonical class map to boolean regions (TC, WT, ET) on a new axis before the three spatial axes.
 
-    For an unbatched map ``(D, H, W)`` the result is ``(3, D, H, W)``; for ``(B, 1, D, H, W)`` it is ``(B, 3, D, H, W)``
-    when the singleton channel axis is present.
+    ``(D, H, W)`` -> ``(3, D, H, W)``; ``(B, D, H, W)`` -> ``(B, 3, D, H, W)``; a batched map with a singleton
+    channel axis ``(B, 1, D, H, W)`` -> ``(B, 3, D, H, W)``.
     """
     is_t = isinstance(canonical, torch.Tensor)
-    lib = torch if is_t else np
-    squeeze = canonical.ndim >= 4 and canonical.shape[-4] == 1
-    base = canonical[..., 0, :, :, :] if squeeze else canonical
-    regions = [
-        lib.isin(base, torch.tensor(cls, device=base.device) if is_t else np.array(cls))
-        for cls in REGION_CLASSES.values()
-    ]
-    return lib.stack(regions, -4) if is_t else np.stack(regions, axis=-4)
+    base = canonical[:, 0] if canonical.ndim == 5 and canonical.shape[1] == 1 else canonical
+    if is_t:
+        return torch.stack([torch.isin(base, torch.tensor(c, device=base.device)) for c in REGION_CLASSES.values()],
+                           -4)
+    return np.stack([np.isin(base, np.array(c)) for c in REGION_CLASSES.values()], axis=-4)
 
 
 def regions_to_canonical(regions: ArrayT) -> ArrayT:

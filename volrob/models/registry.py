@@ -27,13 +27,17 @@ class ModelInfo:
     name: str
     description: str
     family: str
+    fixed_input: bool
 
 
 def register_model(
-    name: str, *, family: str, description: str = ""
+    name: str, *, family: str, description: str = "", fixed_input: bool = False
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Decorator: ``@register_model("unet", family="cnn")`` over a builder ``(**cfg) -> nn.Module``."""
-    return MODELS.register(name, description=description, family=family)
+    """Decorator: ``@register_model("unet", family="cnn")`` over a builder ``(**cfg) -> nn.Module``.
+
+    ``fixed_input``: the network only accepts inputs of exactly ``roi_size`` (e.g. UNETR's positional embedding).
+    """
+    return MODELS.register(name, description=description, family=family, fixed_input=fixed_input)
 
 
 def create(name: str, **cfg: Any) -> nn.Module:
@@ -49,7 +53,7 @@ def available() -> list[str]:
 def model_info(name: str) -> ModelInfo:
     """Description and family of a registered model."""
     e = MODELS.entry(name)
-    return ModelInfo(e.name, e.description, str(e.extras.get("family", "")))
+    return ModelInfo(e.name, e.description, str(e.extras.get("family", "")), bool(e.extras.get("fixed_input")))
 
 
 def check_common(
@@ -71,3 +75,15 @@ def check_divisible(name: str, roi: Sequence[int], factor: int) -> None:
     """Error unless every ROI side is divisible by ``factor`` (the network's total down-sampling)."""
     if any(r % factor for r in roi):
         raise ConfigError(f"model {name}: roi_size {list(roi)} must be divisible by {factor} on every side")
+
+
+def merge_preset(
+    name: str, presets: dict[str, dict[str, Any]], preset: str, overrides: dict[str, Any]
+) -> dict[str, Any]:
+    """The preset's keyword arguments with ``overrides`` applied; an override the preset lacks is an error."""
+    cfg = dict(presets[preset])
+    unknown = sorted(set(overrides) - set(cfg))
+    if unknown:
+        raise ConfigError(f"model {name}: unknown option(s) {unknown}; allowed: {sorted(cfg)}")
+    cfg.update(overrides)
+    return cfg

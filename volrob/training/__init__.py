@@ -1,0 +1,1 @@
+"""Training: YAML configuration, the training loop, learning-rate schedule and data sampling."""

@@ -1,0 +1,236 @@
+"""The training loop: Dice + (B)CE on random crops, AdamW, warm-up + cosine, periodic sliding-window validation,
+best/last checkpoints, CSV log, resume, AMP on CUDA."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from volrob import losses, models
+from volrob.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from volrob.data.cases import load_case
+from volrob.data.labels import REGIONS, canonical_to_regions, logits_to_regions, out_channels_for
+from volrob.data.manifest import Case, Manifest, load_manifest
+from volrob.data.preprocess import PreprocessConfig, Preprocessed, channel_stats, preprocess
+from volrob.errors import ConfigError, DataError
+from volrob.evaluation.metrics import dice
+from volrob.inference.predictor import Predictor
+from volrob.io import atomic_write_text
+from volrob.training.config import TrainConfig
+from volrob.training.sampling import CropDataset, collate_crops
+from volrob.training.schedule import warmup_cosine
+from volrob.utils.config import to_plain
+from volrob.utils.runtime import environment, resolve_device, seeded
+
+LOG_FIELDS = ["epoch", "step", "lr", "train_loss", *(f"val_dice_{r}" for r in REGIONS), "val_dice_mean", "seconds"]
+
+
+@dataclass
+class TrainResult:
+    """Where a finished run left its files, and its best validation Dice."""
+
+    output_dir: Path
+    best_checkpoint: Path
+    last_checkpoint: Path
+    log: Path
+    best_val_dice: float
+    best_epoch: int
+
+
+def _load_preprocessed(manifest: Manifest, case: Case, pre: PreprocessConfig) -> Preprocessed:
+    data = load_case(manifest, case)
+    return preprocess(data.image, data.label, data.affine, pre)
+
+
+def validate(predictor: Predictor, cases: list[tuple[torch.Tensor, torch.Tensor]], output_mode: str,
+             device: torch.device) -> dict[str, float]:
+    """Mean Dice per region over (image, canonical label) pairs, in the preprocessed space."""
+    scores: dict[str, list[float]] = {r: [] for r in REGIONS}
+    predictor.eval()
+    with torch.no_grad():
+        for image, label in cases:
+            logits = predictor(image[None].to(device))
+            pred = logits_to_regions(logits, output_mode)[0].cpu().numpy()
+            gt = canonical_to_regions(label[0]).numpy()
+            for i, r in enumerate(REGIONS):
+                scores[r].append(dice(pred[i], gt[i]))
+    out = {r: float(np.mean(v)) for r, v in scores.items()}
+    out["mean"] = float(np.mean([out[r] for r in REGIONS]))
+    return out
+
+
+class Trainer:
+    """Builds everything from a :class:`TrainConfig` and runs it; ``run(resume=...)``."""
+
+    def __init__(self, cfg: TrainConfig, *, progress: bool = True, config_source: str | None = None) -> None:
+        self.cfg = cfg
+        self.progress = progress
+        self.config_source = config_source
+        self.out = Path(cfg.output_dir)
+        self.device = resolve_device(cfg.train.device)
+        self.pre = cfg.preprocess()
+        self.window = cfg.window()
+        self.manifest = load_manifest(cfg.data.manifest)
+        self.train_cases = self.manifest.split(cfg.data.train_split)
+        self.val_cases = self.manifest.split(cfg.data.val_split)
+        if not self.train_cases:
+            raise DataError(f"no cases in split {cfg.data.train_split!r}", path=self.manifest.path)
+        self.model_cfg: dict[str, Any] = {
+            "in_channels": len(self.manifest.modalities),
+            "out_channels": out_channels_for(cfg.data.output_mode),
+            "roi_size": list(self.window.roi_size),
+            "preset": cfg.model.preset,
+            **cfg.model.options,
+        }
+        with seeded(cfg.seed):
+            self.net = models.create(cfg.model.name, **self.model_cfg).to(self.device)
+        self.loss_name = cfg.train.loss or losses.default_for(cfg.data.output_mode)
+        self.loss = losses.create(self.loss_name)
+
+    # -- data ---------------------------------------------------------------------------------------------------
+    def _datasets(self) -> tuple[CropDataset, list[tuple[torch.Tensor, torch.Tensor]]]:
+        loaders = [partial(_load_preprocessed, self.manifest, c, self.pre) for c in self.train_cases]
+        ds = CropDataset(loaders, aug=self.cfg.augmentation, roi=self.window.roi_size,
+                         crops=self.cfg.train.crops_per_case, output_mode=self.cfg.data.output_mode,
+                         seed=self.cfg.seed, cache=self.cfg.data.cache)
+        val = []
+        for c in self.val_cases:
+            p = _load_preprocessed(self.manifest, c, self.pre)
+            if p.label is not None:
+                val.append((p.image.as_tensor().float(), p.label.as_tensor()))
+        return ds, val
+
+    # -- checkpoints --------------------------------------------------------------------------------------------
+    def _checkpoint(self, norm: dict[str, list[float]], provenance: dict[str, Any],
+                    training_state: dict[str, Any] | None) -> Checkpoint:
+        return Checkpoint(
+            model_name=self.cfg.model.name, model_config=dict(self.model_cfg),
+            state_dict={k: v.detach().cpu().clone() for k, v in self.net.state_dict().items()},
+            preprocessing=self.pre, normalisation=norm, label_convention=self.manifest.label_convention,
+            output_mode=self.cfg.data.output_mode, modalities=list(self.manifest.modalities),
+            inference=self.window, provenance=provenance, training_state=training_state,
+        )
+
+    def _write_log(self, rows: list[dict[str, Any]]) -> Path:
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=LOG_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+        path = self.out / "log.csv"
+        atomic_write_text(path, buf.getvalue())
+        return path
+
+    # -- loop ---------------------------------------------------------------------------------------------------
+    def run(self, *, resume: bool = False, force: bool = False, stop_after: int | None = None) -> TrainResult:
+        """Train (or continue with ``resume``); ``stop_after`` ends this call after that epoch (1-based), leaving a
+        resumable ``last.pt`` — the same weights as an uninterrupted run once resumed."""
+        cfg, t = self.cfg, self.cfg.train
+        last_path, best_path = self.out / "last.pt", self.out / "best.pt"
+        if last_path.exists() and not (resume or force):
+            raise ConfigError("output_dir already holds a training run; use --resume to continue it, --force to "
+                              "start over, or choose another output_dir", path=self.out)
+        if resume and not last_path.exists():
+            raise ConfigError("--resume: no last.pt to resume from", path=self.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        ds, val = self._datasets()
+        steps_per_epoch = -(-len(ds) // t.batch_size)
+        opt = torch.optim.AdamW(self.net.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+        sched = warmup_cosine(opt, warmup_steps=t.warmup_epochs * steps_per_epoch,
+                              total_steps=t.epochs * steps_per_epoch)
+        use_amp = t.amp and self.device.type == "cuda"
+        amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+        scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+
+        start_epoch, step, best, best_epoch, log_rows = 0, 0, -1.0, -1, []
+        norm: dict[str, list[float]]
+        if resume:
+            ckpt = load_checkpoint(last_path, expect_model=cfg.model.name)
+            state = ckpt.training_state or {}
+            if state.get("config") != to_plain(cfg):
+                raise ConfigError("--resume: the configuration differs from the run being resumed", path=last_path)
+            self.net.load_state_dict(ckpt.build_model().state_dict())
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            scaler.load_state_dict(state["scaler"])
+            start_epoch, step = int(state["epoch"]), int(state["step"])
+            best, best_epoch, log_rows = float(state["best"]), int(state["best_epoch"]), list(state["log"])
+            norm = ckpt.normalisation
+        else:
+            mean, std = channel_stats([ds.case(i)[0] for i in range(len(ds))])
+            norm = {"mean": mean, "std": std}
+        predictor = Predictor(self.net, mean=norm["mean"], std=norm["std"], window=self.window).to(self.device)
+
+        provenance: dict[str, Any] = {
+            "seed": cfg.seed, "config": to_plain(cfg), "config_source": self.config_source,
+            "manifest": str(self.manifest.path), "manifest_sha256": self.manifest.digest(),
+            "train_cases": [c.id for c in self.train_cases], "val_cases": [c.id for c in self.val_cases],
+            "loss": self.loss_name, "environment": environment(), "device": str(self.device),
+        }
+        atomic_write_text(self.out / "config.json", json.dumps(to_plain(cfg), indent=2) + "\n")
+        gen = torch.Generator()
+        for epoch in range(start_epoch, t.epochs):
+            tic = time.perf_counter()
+            ds.set_epoch(epoch)
+            gen.manual_seed(cfg.seed * 100_003 + epoch)
+            loader = DataLoader(ds, batch_size=t.batch_size, shuffle=True, generator=gen, collate_fn=collate_crops,
+                                num_workers=cfg.data.num_workers)
+            self.net.train()
+            losses_epoch = []
+            bar = tqdm(loader, desc=f"epoch {epoch + 1}/{t.epochs}", disable=not self.progress, leave=False,
+                       dynamic_ncols=True)
+            for images, targets in bar:
+                images, targets = images.to(self.device), targets.to(self.device)
+                opt.zero_grad(set_to_none=True)
+                with torch.autocast(self.device.type, dtype=amp_dtype, enabled=use_amp):
+                    loss = self.loss(predictor(images), targets)
+                scaler.scale(loss).backward()
+                scaler.unscale_(opt)
+                torch.nn.utils.clip_grad_norm_(self.net.parameters(), t.grad_clip)
+                scaler.step(opt)
+                scaler.update()
+                sched.step()
+                step += 1
+                losses_epoch.append(float(loss.detach()))
+                bar.set_postfix(loss=f"{losses_epoch[-1]:.4f}")
+            row: dict[str, Any] = {"epoch": epoch + 1, "step": step, "lr": opt.param_groups[0]["lr"],
+                                   "train_loss": float(np.mean(losses_epoch))}
+            is_last = epoch + 1 == t.epochs
+            if val and ((epoch + 1) % t.val_every == 0 or is_last):
+                scores = validate(predictor, val, cfg.data.output_mode, self.device)
+                row.update({f"val_dice_{r}": scores[r] for r in REGIONS})
+                row["val_dice_mean"] = scores["mean"]
+                if scores["mean"] > best:
+                    best, best_epoch = scores["mean"], epoch + 1
+                    prov = {**provenance, "epochs": epoch + 1, "val_dice": scores, "best_epoch": best_epoch}
+                    save_checkpoint(self._checkpoint(norm, prov, None), best_path)
+            row["seconds"] = round(time.perf_counter() - tic, 2)
+            log_rows.append(row)
+            self._write_log(log_rows)
+            state = {"epoch": epoch + 1, "step": step, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                     "scaler": scaler.state_dict(), "best": best, "best_epoch": best_epoch, "log": log_rows,
+                     "config": to_plain(cfg)}
+            prov = {**provenance, "epochs": epoch + 1, "best_epoch": best_epoch}
+            save_checkpoint(self._checkpoint(norm, prov, state), last_path)
+            if self.progress:
+                msg = f"epoch {epoch + 1}/{t.epochs} loss {row['train_loss']:.4f}"
+                if "val_dice_mean" in row:
+                    msg += " val dice " + " ".join(f"{r} {row[f'val_dice_{r}']:.3f}" for r in REGIONS)
+                print(msg + f" ({row['seconds']:.1f}s)", flush=True)
+            if stop_after is not None and epoch + 1 >= stop_after and epoch + 1 < t.epochs:
+                return TrainResult(self.out, best_path, last_path, self.out / "log.csv", best, best_epoch)
+        if not best_path.exists():  # no validation cases: the last weights are the best we know
+            prov = {**provenance, "epochs": t.epochs, "best_epoch": t.epochs, "val_dice": None}
+            save_checkpoint(self._checkpoint(norm, prov, None), best_path)
+            best_epoch = t.epochs
+        return TrainResult(self.out, best_path, last_path, self.out / "log.csv", best, best_epoch)
