@@ -9,12 +9,14 @@ from __future__ import annotations
 import hashlib
 import io
 import pickle
+import re
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -84,16 +86,24 @@ class Checkpoint:
                        "modalities": list(self.modalities)},
             "inference": self.inference.to_dict(),
             "provenance": _plain(self.provenance),
-            "training_state": self.training_state,
+            "training_state": self.training_state,  # optimizer state keeps its int keys: not passed through _plain
         }
 
 
 def _plain(value: Any) -> Any:
-    """Tuples to lists recursively, so configs compare equal after a round trip."""
+    """Built-in types only (tuples to lists, str/number subclasses and numpy scalars to their base type), so
+    configs compare equal after a round trip and ``weights_only`` loading accepts every value."""
     if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    for base in (bool, int, float, str):
+        if isinstance(value, base):
+            return base(value)
+    if isinstance(value, Path):
+        return str(value)
     return value
 
 
@@ -103,6 +113,11 @@ def save_checkpoint(ckpt: Checkpoint, path: str | Path) -> Path:
     buf = io.BytesIO()
     torch.save(ckpt.to_payload(), buf)
     data = buf.getvalue()
+    try:  # never write a file that our own loader would refuse
+        torch.load(io.BytesIO(data), weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(f"refusing to save: payload is not weights-only loadable ({str(err)[-200:]})",
+                              path=path) from None
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
     ckpt.path, ckpt.sha256 = path, hashlib.sha256(data).hexdigest()
@@ -118,12 +133,16 @@ def load_checkpoint(path: str | Path, *, expect_model: str | None = None, map_lo
     if not path.is_file():
         raise CheckpointError("checkpoint file does not exist", path=path)
     data = path.read_bytes()
+    if not zipfile.is_zipfile(io.BytesIO(data)):
+        raise CheckpointError("corrupt or truncated checkpoint (not a torch zip archive; a raw pickle is refused too)",
+                              path=path)
     try:
         payload = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        reason = str(err).strip().splitlines()[0][:200]
-        raise CheckpointError(f"refused: not a plain-weights checkpoint (unsafe pickle content): {reason}",
-                              path=path) from None
+        found = re.search(r"GLOBAL ([\w.]+)", str(err))
+        what = f"a pickled {found.group(1)} object" if found else "content that is not plain weights"
+        raise CheckpointError(f"refused: holds {what} (unsafe to load; volrob checkpoints hold only tensors and "
+                              "plain values)", path=path) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
         reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
         raise CheckpointError(f"corrupt or truncated checkpoint: {reason}", path=path) from None

@@ -115,7 +115,7 @@ def test_config_file_and_overrides(synth_manifest: Path, tmp_path: Path) -> None
         ({"preprocessing": {"spacing": [1, 1]}}, [], "spacing"),
         ({"augmentation": {"flip_prob": 2}}, [], "flip_prob"),
         ({}, ["train.epochs"], "--set expects key=value"),
-        ({}, ["data.manifest="], "data.manifest is required"),
+        ({}, ["data.manifest=''"], "data.manifest is required"),
     ],
 )
 def test_bad_config(tmp_path: Path, sections: dict, overrides: list[str], fragment: str) -> None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from volrob.models.registry import PRESETS
-
 _ROI = {"tiny": (64, 64, 64), "paper": (96, 96, 96)}
 
 
@@ -21,6 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from volrob import models
+    from volrob.models.registry import PRESETS
 
     rows = []
     for name in models.available():

@@ -42,8 +42,8 @@ def environment() -> dict[str, Any]:
 
     return {
         "volrob": __version__,
-        "torch": torch.__version__,
-        "monai": monai.__version__,
+        "torch": str(torch.__version__),  # TorchVersion is a str subclass that weights_only loading refuses
+        "monai": str(monai.__version__),
         "python": platform.python_version(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
