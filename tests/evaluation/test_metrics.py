@@ -8,10 +8,10 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from helpers.masks import blob, box
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from monai.metrics import compute_dice
-from scipy import ndimage
 
 from volrob.data.labels import REGIONS
 from volrob.errors import ConfigError
@@ -21,15 +21,6 @@ from volrob.evaluation.metrics import as_mask, case_metrics, dice, hd95, nsd, re
 SPACING = (1.0, 1.0, 1.0)
 
 
-def box(shape, lo, hi):
-    m = np.zeros(shape, dtype=bool)
-    m[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))] = True
-    return m
-
-
-def blob(rng, shape, sigma, quantile):
-    field = ndimage.gaussian_filter(rng.standard_normal(shape), sigma)
-    return field > np.quantile(field, quantile)
 
 
 def test_dice_of_overlapping_boxes_by_hand():

@@ -8,10 +8,10 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from helpers.masks import blob, box
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from monai.metrics import compute_hausdorff_distance, compute_surface_dice
-from scipy import ndimage
 
 from volrob.errors import ConfigError
 from volrob.evaluation.metrics import hd95, nsd, region_metrics
@@ -22,17 +22,6 @@ from volrob.evaluation.surface import (
     surface_distances,
     surface_voxels,
 )
-
-
-def box(shape, lo, hi):
-    m = np.zeros(shape, dtype=bool)
-    m[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))] = True
-    return m
-
-
-def blob(rng, shape, sigma, quantile):
-    field = ndimage.gaussian_filter(rng.standard_normal(shape), sigma)
-    return field > np.quantile(field, quantile)
 
 
 def test_surface_of_cube_is_its_shell():

@@ -190,7 +190,7 @@ def test_paper_preset_is_larger(record_property: pytest.RecordProperty) -> None:
 
 @pytest.mark.parametrize(
     ("cfg", "pattern"),
-    [({"widths": (8, 16)}, "unknown option 'widths'"), ({"roi_size": (96, 96, 90)}, "divisible by 8"),
+    [({"widths": (8, 16)}, r"unknown option\(s\) \['widths'\]"), ({"roi_size": (96, 96, 90)}, "divisible by 8"),
      ({"preset": "huge"}, "preset"), ({"features": (8,)}, "features"), ({"features": "abc"}, "features"),
      ({"features": (8, 0)}, "features"), ({"depth": -1}, "depth"), ({"directions": "up"}, "directions"),
      ({"d_state": 0}, "d_state"), ({"expand": 0}, "expand"), ({"in_channels": 0}, "in_channels"),

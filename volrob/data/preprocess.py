@@ -12,7 +12,7 @@ Two halves, on purpose:
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -21,6 +21,7 @@ from monai.data import MetaTensor
 from monai.transforms import Compose, CropForegroundd, MapTransform, Orientationd, Spacingd
 
 from volrob.errors import ConfigError
+from volrob.utils.config import build_dataclass
 
 _RAS_LABELS = (("L", "R"), ("P", "A"), ("I", "S"))  # nibabel's world axes
 
@@ -53,14 +54,7 @@ class PreprocessConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PreprocessConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"preprocessing: unknown key(s) {unknown}; allowed: {sorted(known)}")
-        kw = dict(data)
-        if kw.get("spacing") is not None:
-            kw["spacing"] = tuple(float(s) for s in kw["spacing"])
-        return cls(**kw)
+        return build_dataclass(cls, data, "preprocessing")
 
 
 class ScaleToUnitd(MapTransform):

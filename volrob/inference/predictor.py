@@ -6,7 +6,7 @@ Attacks, training, validation and evaluation all call the same ``Predictor`` so 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -14,6 +14,7 @@ from monai.inferers import sliding_window_inference
 from torch import nn
 
 from volrob.errors import ConfigError
+from volrob.utils.config import build_dataclass
 
 BLEND_MODES = ("gaussian", "constant")
 
@@ -45,14 +46,7 @@ class SlidingWindowConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SlidingWindowConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"inference: unknown key(s) {unknown}; allowed: {sorted(known)}")
-        kw = dict(data)
-        if "roi_size" in kw:
-            kw["roi_size"] = tuple(int(r) for r in kw["roi_size"])
-        return cls(**kw)
+        return build_dataclass(cls, data, "inference")
 
 
 class Predictor(nn.Module):

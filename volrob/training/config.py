@@ -56,24 +56,15 @@ class TrainSection:
 
 
 @dataclass(frozen=True)
-class InferenceSection:
-    roi_size: tuple[int, int, int] = (96, 96, 96)
-    overlap: float = 0.5
-    mode: str = "gaussian"
-    sw_batch_size: int = 2
-    stitch_device: str | None = None
-
-
-@dataclass(frozen=True)
 class TrainConfig:
     seed: int = 0
     output_dir: str = "runs/train"
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)
-    preprocessing: dict[str, Any] = field(default_factory=dict)
+    preprocessing: PreprocessConfig = field(default_factory=PreprocessConfig)
     augmentation: AugmentSection = field(default_factory=AugmentSection)
     train: TrainSection = field(default_factory=TrainSection)
-    inference: InferenceSection = field(default_factory=InferenceSection)
+    inference: SlidingWindowConfig = field(default_factory=SlidingWindowConfig)
 
     def __post_init__(self) -> None:
         t, d, a = self.train, self.data, self.augmentation
@@ -93,15 +84,6 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be in [0, 1], got {val}")
         if d.num_workers < 0:
             raise ConfigError(f"data.num_workers must be >= 0, got {d.num_workers}")
-        self.window()
-        self.preprocess()
-
-    def window(self) -> SlidingWindowConfig:
-        i = self.inference
-        return SlidingWindowConfig(tuple(i.roi_size), i.overlap, i.mode, i.sw_batch_size, i.stitch_device)
-
-    def preprocess(self) -> PreprocessConfig:
-        return PreprocessConfig.from_dict(self.preprocessing)
 
 
 def load_train_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:

@@ -79,8 +79,8 @@ class Trainer:
         self.config_source = config_source
         self.out = Path(cfg.output_dir)
         self.device = resolve_device(cfg.train.device)
-        self.pre = cfg.preprocess()
-        self.window = cfg.window()
+        self.pre = cfg.preprocessing
+        self.window = cfg.inference
         self.manifest = load_manifest(cfg.data.manifest)
         self.train_cases = self.manifest.split(cfg.data.train_split)
         self.val_cases = self.manifest.split(cfg.data.val_split)

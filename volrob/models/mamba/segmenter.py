@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from volrob.errors import ConfigError, DataError
 from volrob.models.mamba.block import DIRECTIONS, ResidualMamba
 from volrob.models.mamba.conv_blocks import ResidualConvBlock, UpBlock
-from volrob.models.registry import check_common, check_divisible, register_model
+from volrob.models.registry import check_common, check_divisible, merge_preset, register_model
 
 NAME = "umamba"
 UMAMBA_PRESETS: dict[str, dict[str, Any]] = {
@@ -110,10 +110,6 @@ def build_umamba(
     """Build :class:`UMambaBot` from a preset (``tiny`` or ``paper``); ``overrides`` replace preset keys
     (features, depth, d_state, d_conv, expand, directions). ``roi_size`` must be divisible by the down-sampling."""
     roi = check_common(NAME, in_channels=in_channels, out_channels=out_channels, roi_size=roi_size, preset=preset)
-    cfg = dict(UMAMBA_PRESETS[preset])
-    for key, value in overrides.items():
-        if key not in cfg:
-            raise ConfigError(f"model {NAME}: unknown option {key!r}; allowed: {', '.join(sorted(cfg))}")
-        cfg[key] = value
+    cfg = merge_preset(NAME, UMAMBA_PRESETS, preset, overrides)
     check_divisible(NAME, roi, 2 ** (len(_check_features(cfg["features"])) - 1))
     return UMambaBot(in_channels=in_channels, out_channels=out_channels, **cfg)

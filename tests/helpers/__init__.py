@@ -1,0 +1,1 @@
+"""Helpers shared by several test modules (importable because pyproject puts tests/ on the path)."""
