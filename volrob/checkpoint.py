@@ -72,7 +72,7 @@ class Checkpoint:
         net = self.build_model()
         net.eval()
         return Predictor(net, mean=self.normalisation["mean"], std=self.normalisation["std"],
-                         window=window or self.inference)
+                         window=window or self.inference, output_mode=self.output_mode)
 
     def to_payload(self) -> dict[str, Any]:
         return {

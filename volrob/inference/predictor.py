@@ -13,6 +13,7 @@ import torch
 from monai.inferers import sliding_window_inference
 from torch import nn
 
+from volrob.data.labels import OUTPUT_MODES
 from volrob.errors import ConfigError
 from volrob.utils.config import build_dataclass
 
@@ -52,17 +53,21 @@ class SlidingWindowConfig:
 class Predictor(nn.Module):
     """``x`` (B, C, *spatial) in [0, 1] -> logits (B, K, *spatial).
 
+    ``output_mode`` says how to read the logits (``regions``: sigmoid TC/WT/ET; ``labels``: softmax over classes).
     ``(x - mean) / std`` per channel (the network's training normalisation), then the network on the whole input
     when it already has the ROI's size, else MONAI sliding-window inference. Differentiable in ``x``.
     """
 
     def __init__(self, network: nn.Module, *, mean: Sequence[float], std: Sequence[float],
-                 window: SlidingWindowConfig) -> None:
+                 window: SlidingWindowConfig, output_mode: str = "regions") -> None:
         super().__init__()
         if len(mean) != len(std) or min(std) <= 0:
             raise ConfigError("normalisation: mean and std need one entry per channel and std > 0")
+        if output_mode not in OUTPUT_MODES:
+            raise ConfigError(f"output_mode must be one of {list(OUTPUT_MODES)}, got {output_mode!r}")
         self.network = network
         self.window = window
+        self.output_mode = output_mode
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1, 1))
 

@@ -169,7 +169,8 @@ class Trainer:
         else:
             mean, std = channel_stats([ds.case(i)[0] for i in range(len(ds))])
             norm = {"mean": mean, "std": std}
-        predictor = Predictor(self.net, mean=norm["mean"], std=norm["std"], window=self.window).to(self.device)
+        predictor = Predictor(self.net, mean=norm["mean"], std=norm["std"], window=self.window,
+                              output_mode=cfg.data.output_mode).to(self.device)
 
         provenance: dict[str, Any] = {
             "seed": cfg.seed, "config": to_plain(cfg), "config_source": self.config_source,
