@@ -84,3 +84,28 @@ def test_bad_input_and_config() -> None:
         Predictor(PointwiseNet(), mean=[0.0] * 4, std=[1.0, 0.0, 1.0, 1.0], window=SlidingWindowConfig())
     with pytest.raises(ConfigError, match="unknown key"):
         SlidingWindowConfig.from_dict({"roi": [1, 2, 3]})
+
+
+def test_gradient_and_amp_options_validated_and_round_trip() -> None:
+    with pytest.raises(ConfigError, match=r"inference\.gradient must be one of"):
+        SlidingWindowConfig(gradient="checkpoint")
+    with pytest.raises(ConfigError, match=r"inference\.amp must be true or false"):
+        SlidingWindowConfig(amp="yes")  # type: ignore[arg-type]
+    cfg = SlidingWindowConfig(gradient="tiles", amp=True)
+    assert SlidingWindowConfig.from_dict(cfg.to_dict()) == cfg
+    assert SlidingWindowConfig().gradient == "exact" and SlidingWindowConfig().amp is False
+
+
+@pytest.mark.parametrize("gradient", ["exact", "autograd", "tiles"])
+def test_every_gradient_mode_equals_direct_pass_for_pointwise_net(gradient: str) -> None:
+    """A pointwise net is window-independent, so all modes give the direct pass and its input gradient."""
+    pred, x = make(gradient=gradient, overlap=0.5), rand(2, 4, 24, 20, 11)
+    xg, xd = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    out = pred(xg)
+    direct = pred.network(pred.normalise(xd))
+    torch.testing.assert_close(out, direct, atol=1e-5, rtol=1e-5)
+    weight = rand(*direct.shape, seed=4)
+    (out * weight).sum().backward()
+    (direct * weight).sum().backward()
+    assert xg.grad is not None and xd.grad is not None
+    torch.testing.assert_close(xg.grad, xd.grad, atol=1e-5, rtol=1e-5)

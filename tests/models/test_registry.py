@@ -83,3 +83,13 @@ def test_duplicate_registration_refused() -> None:
 def test_unetr_is_fixed_input() -> None:
     assert models.model_info("unetr").fixed_input
     assert not models.model_info("unet").fixed_input
+
+
+def test_registry_rejects_unknown_options_of_strict_builders() -> None:
+    from volrob.utils.registry import Registry
+
+    reg: Registry[int] = Registry("widget")
+    reg.register("w")(lambda *, size=1: size)
+    assert reg.create("w", size=3) == 3
+    with pytest.raises(ConfigError, match=r"widget w: unknown option\(s\) \['colour'\]; allowed: \['size'\]"):
+        reg.create("w", colour="red")

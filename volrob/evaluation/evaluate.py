@@ -78,7 +78,7 @@ def evaluate(
     tic = time.perf_counter()
     for case in tqdm(cases, desc="evaluate", disable=not progress, leave=False, dynamic_ncols=True):
         data = load_case(man, case)
-        pred = segment_case(predictor, data, ckpt.preprocessing, ckpt.output_mode, dev)
+        pred = segment_case(predictor, data, ckpt.preprocessing, dev)
         gt = canonical_to_regions(data.label)
         for r in case_metrics(pred, gt, data.spacing, nsd_tolerance_mm=nsd_tolerance_mm, empty_policy=policy):
             rows.append({"case": case.id, "split": case.split, "model": ckpt.model_name,

@@ -15,20 +15,33 @@ from torch import nn
 
 from volrob.data.labels import OUTPUT_MODES
 from volrob.errors import ConfigError
+from volrob.inference.tiles import tile_plan
+from volrob.inference.windowed_grad import WindowPlan, sliding_plan, stitch, windowed_inference
 from volrob.utils.config import build_dataclass
 
 BLEND_MODES = ("gaussian", "constant")
+GRADIENT_MODES = ("exact", "autograd", "tiles")
 
 
 @dataclass(frozen=True)
 class SlidingWindowConfig:
-    """MONAI sliding-window options. ``stitch_device="cpu"`` keeps the stitched output off the GPU."""
+    """MONAI sliding-window options. ``stitch_device="cpu"`` keeps the stitched output off the GPU.
+
+    ``gradient``: how the input gradient is formed over volumes larger than the ROI. ``exact`` (default): the
+    autograd gradient of the blended output, recomputed window batch by window batch (memory of one batch; see
+    :mod:`volrob.inference.windowed_grad`); ``autograd``: plain autograd through MONAI (keeps every window's graph);
+    ``tiles``: the anchors' protocol, non-overlapping ROI tiles each run on its own and not blended (this also
+    changes the forward output). ``amp``: on CUDA, run the network under bfloat16 autocast (stitching and the input
+    gradient stay float32); ignored on CPU.
+    """
 
     roi_size: tuple[int, int, int] = (96, 96, 96)
     overlap: float = 0.5
     mode: str = "gaussian"
     sw_batch_size: int = 2
     stitch_device: str | None = None
+    gradient: str = "exact"
+    amp: bool = False
 
     def __post_init__(self) -> None:
         if len(self.roi_size) != 3 or min(self.roi_size) < 1:
@@ -39,6 +52,10 @@ class SlidingWindowConfig:
             raise ConfigError(f"inference.mode must be one of {list(BLEND_MODES)}, got {self.mode!r}")
         if self.sw_batch_size < 1:
             raise ConfigError(f"inference.sw_batch_size must be >= 1, got {self.sw_batch_size}")
+        if self.gradient not in GRADIENT_MODES:
+            raise ConfigError(f"inference.gradient must be one of {list(GRADIENT_MODES)}, got {self.gradient!r}")
+        if not isinstance(self.amp, bool):
+            raise ConfigError(f"inference.amp must be true or false, got {self.amp!r}")
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -55,7 +72,10 @@ class Predictor(nn.Module):
 
     ``output_mode`` says how to read the logits (``regions``: sigmoid TC/WT/ET; ``labels``: softmax over classes).
     ``(x - mean) / std`` per channel (the network's training normalisation), then the network on the whole input
-    when it already has the ROI's size, else MONAI sliding-window inference. Differentiable in ``x``.
+    when it already has the ROI's size, else MONAI sliding-window inference. Differentiable in ``x``; over
+    volumes larger than the ROI the input gradient follows ``window.gradient`` (default ``exact``: MONAI's
+    numbers with the memory of one window batch; the exact path needs ``network.eval()`` and does not accumulate
+    parameter gradients, so a network in training mode gets plain autograd instead).
     """
 
     def __init__(self, network: nn.Module, *, mean: Sequence[float], std: Sequence[float],
@@ -79,11 +99,35 @@ class Predictor(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         xn = self.normalise(x)
-        if tuple(x.shape[2:]) == tuple(self.window.roi_size):
-            return self.network(xn)
         w = self.window
+        if tuple(x.shape[2:]) == tuple(w.roi_size):
+            return self._net(xn)
+        stitch = torch.device(w.stitch_device) if w.stitch_device else x.device
+        if w.gradient == "tiles":
+            plan = tile_plan(x.shape[2:], w.roi_size, device=x.device, stitch_device=stitch, dtype=xn.dtype)
+            return self._windowed(xn, plan, stitch)
+        if w.gradient == "exact" and torch.is_grad_enabled() and xn.requires_grad and not self.network.training:
+            plan = sliding_plan(x.shape[2:], w.roi_size, w.overlap, w.mode, device=x.device, stitch_device=stitch,
+                                dtype=xn.dtype)
+            return self._windowed(xn, plan, stitch)
         out = sliding_window_inference(
-            xn, w.roi_size, w.sw_batch_size, self.network, overlap=w.overlap, mode=w.mode,
-            sw_device=x.device, device=torch.device(w.stitch_device) if w.stitch_device else x.device,
+            xn, w.roi_size, w.sw_batch_size, self._net, overlap=w.overlap, mode=w.mode,
+            sw_device=x.device, device=stitch,
         )
         return out if isinstance(out, torch.Tensor) else out[0]  # type: ignore[index]
+
+    def _net(self, xn: torch.Tensor) -> torch.Tensor:
+        """The network on one input, under autocast when ``amp`` is on and the input is on CUDA."""
+        if not (self.window.amp and xn.device.type == "cuda"):
+            return self.network(xn)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            return self.network(xn).to(xn.dtype)
+
+    def _windowed(self, xn: torch.Tensor, plan: WindowPlan, device: torch.device) -> torch.Tensor:
+        # A network in training mode (dropout, batch statistics) cannot be recomputed window by window, so the
+        # gradient then flows by plain autograd over the same plan; parameter gradients flow only on that path.
+        if self.network.training and torch.is_grad_enabled():
+            return stitch(self.network, xn, plan, self.window.sw_batch_size, stitch_device=device,
+                          amp=self.window.amp)
+        return windowed_inference(self.network, xn, plan, self.window.sw_batch_size, stitch_device=device,
+                                  amp=self.window.amp)

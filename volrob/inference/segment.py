@@ -1,4 +1,4 @@
-"""Segment one case end to end: preprocess, predict, and map the prediction back to the source voxel grid."""
+"""Segment one case end to end: preprocess, predict, and map results back to the source voxel grid."""
 
 from __future__ import annotations
 
@@ -9,20 +9,33 @@ from monai.transforms import Invertd
 
 from volrob.data.cases import CaseData
 from volrob.data.labels import logits_to_regions
-from volrob.data.preprocess import PreprocessConfig, preprocess
+from volrob.data.preprocess import PreprocessConfig, Preprocessed, preprocess
 from volrob.inference.predictor import Predictor
 
 
-def segment_case(predictor: Predictor, case: CaseData, pre: PreprocessConfig, output_mode: str,
-                 device: torch.device) -> np.ndarray:
+def to_source_grid(values: torch.Tensor, p: Preprocessed, *, nearest: bool) -> np.ndarray:
+    """Map ``values`` ``(K, *spatial)`` on the preprocessed grid of ``p`` back to the source voxel grid.
+
+    Undoes the crop (zero padding), resampling and orientation; ``nearest`` for masks, linear for intensities.
+    """
+    data = MetaTensor(values.detach().cpu().float(), meta=dict(p.image.meta),
+                      applied_operations=list(p.image.applied_operations))
+    back = Invertd("out", p.spatial, orig_keys="image", nearest_interp=nearest)({"image": p.image, "out": data})
+    return torch.as_tensor(back["out"]).numpy()
+
+
+def predict_regions(predictor: Predictor, image: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Boolean regions ``(3, *spatial)`` for one preprocessed image ``(C, *spatial)`` (no gradient)."""
+    with torch.no_grad():
+        logits = predictor(image[None].to(device))
+    return logits_to_regions(logits, predictor.output_mode)[0].cpu()
+
+
+def segment_case(predictor: Predictor, case: CaseData, pre: PreprocessConfig, device: torch.device) -> np.ndarray:
     """Boolean regions ``(3, i, j, k)`` on the case's own source grid (inverse of orientation/spacing/crop)."""
     p = preprocess(case.image, None, case.affine, pre)
-    with torch.no_grad():
-        logits = predictor(p.image.as_tensor()[None].to(device))
-    regions = logits_to_regions(logits, output_mode)[0].cpu().float()
-    pred = MetaTensor(regions, meta=dict(p.image.meta), applied_operations=list(p.image.applied_operations))
-    back = Invertd("pred", p.spatial, orig_keys="image", nearest_interp=True)({"image": p.image, "pred": pred})
-    out = torch.as_tensor(back["pred"]).numpy() > 0.5
+    regions = predict_regions(predictor, p.image.as_tensor(), device)
+    out = to_source_grid(regions.float(), p, nearest=True) > 0.5
     if out.shape[1:] != case.image.shape[1:]:
         raise RuntimeError(f"inverse preprocessing gave shape {out.shape[1:]}, expected {case.image.shape[1:]}")
     return out

@@ -5,6 +5,7 @@ One instance per family (models, losses, attacks, defences); a new member is one
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -53,8 +54,16 @@ class Registry(Generic[T]):
             raise ConfigError(f"unknown {self.family} {name!r}; available: {', '.join(self.available())}") from None
 
     def create(self, name: str, **cfg: Any) -> T:
-        """Build the member ``name`` with keyword configuration ``cfg``."""
-        return self.entry(name).builder(**cfg)
+        """Build the member ``name`` with keyword configuration ``cfg``; an option the builder does not take is a
+        :class:`ConfigError` listing the ones it does."""
+        builder = self.entry(name).builder
+        params = inspect.signature(builder).parameters.values()
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+            allowed = sorted(p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD))
+            unknown = sorted(set(cfg) - set(allowed))
+            if unknown:
+                raise ConfigError(f"{self.family} {name}: unknown option(s) {unknown}; allowed: {allowed}")
+        return builder(**cfg)
 
     def available(self) -> list[str]:
         """Registered names, sorted."""

@@ -1,0 +1,226 @@
+"""The shared iterative gradient loop behind every pixel-space attack (FGSM, BIM, PGD and their variants).
+
+One step: ``x_adv <- project(x_adv ± alpha * direction(∇_x loss))`` where ``direction`` is the sign of the gradient
+(L∞) or the gradient divided by its per-sample L2 norm (L2), and ``project`` is the threat model's projection
+(budget ball, region, valid range). Targeted attacks descend the loss to the target instead of ascending it.
+
+Design choices (all tested):
+- Samples are attacked **one at a time** (the predictor sees ``(1, C, *spatial)``): a sample's result is bitwise
+  the same alone or in a batch (batched convolutions differ in the last bits, and sign steps amplify that), only
+  one sample's graph is in memory, and restarts keep the best run per sample. The objective returns ``(B,)``.
+- Random starts are drawn on CPU from a ``torch.Generator`` seeded by ``(seed, restart)``, **per sample** with the
+  same stream, so a sample attacked alone gets the same start as inside a batch.
+- Only the gradient with respect to the input is computed (``torch.autograd.grad``); parameter ``.grad`` fields
+  are never touched. The predictor runs in eval mode for the duration and its previous mode is restored.
+- ``eps`` and ``alpha`` are in 1/255 units of the ``[0, 1]`` attack space (see :mod:`volrob.attacks.threat`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+
+from volrob.attacks.base import Attack, AttackResult
+from volrob.attacks.losses import LossFn, resolve_loss
+from volrob.attacks.threat import ThreatModel
+from volrob.errors import ConfigError
+
+
+def build_threat(threat: ThreatModel | None, eps: float | None, norm: str | None, mask: str | None) -> ThreatModel:
+    """``threat`` as given, or one built from ``eps``/``norm``/``mask`` (defaults 8, linf, brain); not both."""
+    if threat is not None:
+        if any(v is not None for v in (eps, norm, mask)):
+            raise ConfigError("attack: give either threat or eps/norm/mask, not both")
+        if not isinstance(threat, ThreatModel):
+            raise ConfigError(f"attack: threat must be a ThreatModel, got {type(threat).__name__}")
+        return threat
+    return ThreatModel(eps=8.0 if eps is None else float(eps), norm=norm or "linf", mask=mask or "brain")
+
+
+@contextlib.contextmanager
+def eval_mode(module: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """Put ``module`` in eval mode for the block; restore its previous training flag afterwards."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield module
+    finally:
+        module.train(was_training)
+
+
+def output_mode_of(predictor: torch.nn.Module) -> str:
+    """The predictor's ``output_mode`` (``regions`` when it does not say)."""
+    return str(getattr(predictor, "output_mode", "regions"))
+
+
+def check_inputs(x: torch.Tensor, target: torch.Tensor, output_mode: str) -> None:
+    """ConfigError unless ``x`` is a float ``(B, C, D, H, W)`` batch and ``target`` matches ``output_mode``."""
+    if not isinstance(x, torch.Tensor) or x.ndim != 5 or not x.is_floating_point():
+        raise ConfigError(f"attack input x must be a float tensor (B, C, D, H, W), got {_shape(x)}")
+    if not isinstance(target, torch.Tensor):
+        raise ConfigError(f"attack target must be a tensor, got {type(target).__name__}")
+    channels = 3 if output_mode == "regions" else 1
+    want = (x.shape[0], channels, *x.shape[2:])
+    if tuple(target.shape) != want:
+        raise ConfigError(f"attack target for {output_mode!r} outputs must have shape {list(want)}, "
+                          f"got {list(target.shape)}")
+
+
+def _shape(x: Any) -> str:
+    return str(list(x.shape)) if isinstance(x, torch.Tensor) else type(x).__name__
+
+
+def per_sample(loss_fn: LossFn, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``(B,)`` vector of ``loss_fn`` evaluated on each sample alone (batch-independent, restart-comparable)."""
+    return torch.stack([loss_fn(logits[i:i + 1], target[i:i + 1]).reshape(()) for i in range(logits.shape[0])])
+
+
+def delta_norms(x: torch.Tensor, x_adv: torch.Tensor) -> dict[str, list[float]]:
+    """Per-sample L∞ and L2 norms of ``x_adv - x`` in 1/255 units."""
+    d = (x_adv - x).detach().flatten(1).double() * 255.0
+    return {"delta_linf": d.abs().amax(1).tolist(), "delta_l2": d.norm(dim=1).tolist()}
+
+
+def per_sample_generator(seed: int) -> torch.Generator:
+    """A CPU generator seeded with ``seed`` (random numbers are made on CPU, then moved)."""
+    gen = torch.Generator(device="cpu")
+    gen.manual_seed(int(seed))
+    return gen
+
+
+def check_steps(steps: Any, *, minimum: int = 0, name: str = "steps") -> int:
+    """``steps`` (or another count called ``name``) as an int ``>= minimum``; anything else is a ConfigError."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < minimum:
+        raise ConfigError(f"attack: {name} must be an integer >= {minimum}, got {steps!r}")
+    return steps
+
+
+def check_positive(name: str, value: Any) -> float:
+    """``value`` as a float ``> 0``; anything else is a ConfigError."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ConfigError(f"attack: {name} must be a number > 0 (1/255 units), got {value!r}")
+    return float(value)
+
+
+class IterativeAttack(Attack):
+    """Signed-gradient (L∞) or normalised-gradient (L2) iterations with projection; the base of FGSM/BIM/PGD.
+
+    Subclasses set defaults and may override :meth:`objective` (per-sample loss) and :meth:`step_alpha`.
+    ``alpha`` defaults to ``alpha_factor * eps / steps`` (set by the subclass).
+    """
+
+    alpha_factor: float = 2.5
+
+    def __init__(self, *, eps: float | None = None, norm: str | None = None, mask: str | None = None,
+                 threat: ThreatModel | None = None, steps: int = 10, alpha: float | None = None,
+                 random_start: bool = False, restarts: int = 1, loss: str | LossFn = "auto", seed: int = 0) -> None:
+        super().__init__(threat=build_threat(threat, eps, norm, mask), seed=seed)
+        self.steps = check_steps(steps)
+        self.alpha = None if alpha is None else check_positive("alpha", alpha)
+        self.random_start = bool(random_start)
+        self.restarts = check_steps(restarts, minimum=1, name="restarts")
+        if not (callable(loss) or isinstance(loss, str)):
+            raise ConfigError(f"attack: loss must be a name or a callable, got {type(loss).__name__}")
+        self.loss = loss
+
+    # -- configuration ---------------------------------------------------------------------------------------
+    @property
+    def alpha_255(self) -> float:
+        """Step size in 1/255 units (the explicit ``alpha`` or ``alpha_factor * eps / steps``)."""
+        if self.alpha is not None:
+            return self.alpha
+        return self.alpha_factor * self.threat.eps / max(self.steps, 1)
+
+    def params(self) -> dict[str, Any]:
+        loss = self.loss if isinstance(self.loss, str) else getattr(self.loss, "__name__", "callable")
+        return {"steps": self.steps, "alpha": self.alpha_255, "alpha_units": "1/255",
+                "random_start": self.random_start, "restarts": self.restarts, "loss": loss}
+
+    # -- hooks -----------------------------------------------------------------------------------------------
+    def prepare(self, output_mode: str) -> None:
+        """Resolve what depends on the predictor (called once per run)."""
+        self._loss_fn = resolve_loss(self.loss, output_mode)
+        self._mode = output_mode
+
+    def objective(self, logits: torch.Tensor, target: torch.Tensor, step: int) -> torch.Tensor:
+        """Per-sample loss ``(B,)`` that the attack ascends (untargeted) or descends (targeted)."""
+        return per_sample(self._loss_fn, logits, target)
+
+    def step_alpha(self, step: int, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor | float:
+        """Step size in the [0, 1] space for ``step`` of one sample (a float or a one-element tensor)."""
+        return self.alpha_255 / 255.0
+
+    # -- the loop --------------------------------------------------------------------------------------------
+    def direction(self, grad: torch.Tensor) -> torch.Tensor:
+        """Steepest-ascent direction of unit norm in the threat model's norm (``grad`` is already masked)."""
+        if self.threat.norm == "linf":
+            return grad.sign()
+        norms = grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * (grad.ndim - 1)))
+        return grad / norms
+
+    def random_init(self, x: torch.Tensor, region: torch.Tensor, restart: int) -> torch.Tensor:
+        """A random point of the threat set around ``x``; every sample gets the draw of seed ``(seed, restart)``."""
+        radius = self.threat.radius
+        starts = []
+        for _ in range(x.shape[0]):
+            gen = per_sample_generator(self.seed * 1000003 + restart)
+            shape = (1, *x.shape[1:])
+            if self.threat.norm == "linf":
+                noise = (torch.rand(shape, generator=gen, dtype=torch.float64) * 2 - 1) * radius
+            else:
+                noise = torch.randn(shape, generator=gen, dtype=torch.float64)
+                scale = radius * torch.rand((), generator=gen, dtype=torch.float64) ** (1.0 / noise.numel())
+                noise = noise / noise.norm().clamp_min(1e-12) * scale
+            starts.append(noise)
+        delta = torch.cat(starts).to(device=x.device, dtype=x.dtype) * region
+        return self.threat.project(x, x + delta, region)
+
+    def run(self, predictor: torch.nn.Module, x: torch.Tensor, target: torch.Tensor) -> AttackResult:
+        mode = output_mode_of(predictor)
+        check_inputs(x, target, mode)
+        self.prepare(mode)
+        t0 = time.perf_counter()
+        x, target = x.detach(), target.detach()
+        outs, histories, finals = [], [], []
+        with eval_mode(predictor):
+            for i in range(x.shape[0]):  # one sample at a time: bitwise batch-independent, one graph in memory
+                x_adv, history, final = self._attack_sample(predictor, x[i:i + 1], target[i:i + 1])
+                outs.append(x_adv)
+                histories.append(history)
+                finals.append(final)
+        x_adv = torch.cat(outs)
+        loss = torch.tensor(histories, dtype=torch.float64).mean(0).tolist() if histories[0] else []
+        record = {**self.describe(), "loss": loss, "final_loss": finals, **delta_norms(x, x_adv),
+                  "seconds": time.perf_counter() - t0}
+        return AttackResult(x_adv, record)
+
+    def _attack_sample(self, predictor: torch.nn.Module, x: torch.Tensor,
+                       target: torch.Tensor) -> tuple[torch.Tensor, list[float], float]:
+        """All restarts on one sample ``(1, C, *spatial)``: the best ``x_adv``, per-step losses, its final loss."""
+        region = self.threat.region(x)
+        sign = -1.0 if self.targeted else 1.0
+        history: list[float] = []
+        best, best_loss = x, float("nan")
+        for restart in range(self.restarts):
+            x_adv = self.random_init(x, region, restart) if self.random_start else x.clone()
+            for step in range(self.steps):
+                x_adv.requires_grad_(True)
+                logits = predictor(x_adv)
+                loss = self.objective(logits, target, step)
+                (grad,) = torch.autograd.grad(loss.sum(), x_adv)
+                alpha = self.step_alpha(step, logits.detach(), target)
+                alpha = float(alpha) if isinstance(alpha, float) else float(alpha.reshape(()))
+                history.append(float(loss.detach()))
+                with torch.no_grad():
+                    x_adv = self.threat.project(x, x_adv.detach() + sign * alpha * self.direction(grad * region),
+                                                region)
+            with torch.no_grad():
+                final = float(self.objective(predictor(x_adv), target, self.steps))
+            better = final < best_loss if self.targeted else final > best_loss
+            if restart == 0 or better:
+                best, best_loss = x_adv.detach(), final
+        return best, history, best_loss

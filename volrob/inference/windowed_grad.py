@@ -1,0 +1,167 @@
+"""Sliding-window inference with an exact, memory-bounded input gradient.
+
+Stitching is linear: ``out = crop(sum_w place_w(imp * net(x_w)) / count)`` with ``count = sum_w place_w(imp)``.
+So the gradient of any loss on ``out`` is ``sum_w place_w(vjp(net, x_w, imp * g_w / count_w))``: the forward runs
+every window without a graph and keeps only the input; the backward recomputes one window batch at a time with a
+graph and back-propagates its weighted share of the output gradient. Same numbers as autograd through
+``monai.inferers.sliding_window_inference``, with the memory of a single window batch.
+
+Limits: only the input gradient flows. Parameter gradients are not accumulated through this path (attacks do
+not need them; training uses ROI-sized crops, which bypass it), and the network must be deterministic in its
+forward (``eval()`` mode: no dropout, no batch statistics), since each window is evaluated twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from monai.data.utils import compute_importance_map, dense_patch_slices
+from torch import nn
+
+Window = tuple[int, tuple[slice, ...]]  # (batch index, spatial slices in the padded volume)
+
+
+@dataclass(frozen=True)
+class WindowPlan:
+    """Where the windows lie and how they are blended, shared by the forward and the backward pass.
+
+    ``pad`` is in ``F.pad`` order (last axis first); ``slices`` index the padded volume; ``importance`` has shape
+    ``(1, 1, *roi)``; ``count`` is the summed importance over the padded volume, shape ``(1, 1, *padded)``.
+    """
+
+    image_size: tuple[int, ...]
+    roi_size: tuple[int, ...]
+    pad: tuple[int, ...]
+    padded_size: tuple[int, ...]
+    slices: tuple[tuple[slice, ...], ...]
+    importance: torch.Tensor
+    count: torch.Tensor
+
+    @property
+    def crop(self) -> tuple[slice, ...]:
+        """Spatial slices of the padded volume that hold the original image."""
+        n = len(self.image_size)
+        starts = [self.pad[2 * (n - 1 - i)] for i in range(n)]
+        return tuple(slice(s, s + size) for s, size in zip(starts, self.image_size, strict=True))
+
+    def windows(self, batch_size: int) -> list[Window]:
+        """Every window of a batch, in MONAI's order (sample-major, then the patch order)."""
+        return [(b, s) for b in range(batch_size) for s in self.slices]
+
+
+def _count_map(slices: Sequence[tuple[slice, ...]], importance: torch.Tensor, size: Sequence[int],
+               device: torch.device) -> torch.Tensor:
+    count = torch.zeros((1, 1, *size), dtype=importance.dtype, device=device)
+    imp = importance.to(device)
+    for s in slices:
+        count[(slice(None), slice(None), *s)] += imp
+    return count
+
+
+def sliding_plan(image_size: Sequence[int], roi_size: Sequence[int], overlap: float, mode: str, *,
+                 device: torch.device, stitch_device: torch.device, dtype: torch.dtype) -> WindowPlan:
+    """MONAI's sliding-window layout: centred zero padding up to the ROI, scan interval ``int(roi*(1-overlap))``."""
+    image_size, roi_size = tuple(int(s) for s in image_size), tuple(int(r) for r in roi_size)
+    pad: list[int] = []
+    for i in reversed(range(len(image_size))):
+        diff = max(roi_size[i] - image_size[i], 0)
+        pad += [diff // 2, diff - diff // 2]
+    padded = tuple(max(s, r) for s, r in zip(image_size, roi_size, strict=True))
+    interval = tuple(r if r == s else max(int(r * (1 - overlap)), 1) for s, r in zip(padded, roi_size, strict=True))
+    slices = tuple(tuple(s) for s in dense_patch_slices(padded, roi_size, interval))
+    imp = compute_importance_map(roi_size, mode=mode, sigma_scale=0.125, device=device, dtype=dtype)
+    imp = imp.to(device=device, dtype=dtype)[None, None]
+    return WindowPlan(image_size, roi_size, tuple(pad), padded, slices, imp,
+                      _count_map(slices, imp, padded, stitch_device))
+
+
+def _autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManager[Any]:
+    if amp and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _batches(windows: list[Window], sw_batch_size: int) -> Iterator[list[Window]]:
+    for i in range(0, len(windows), sw_batch_size):
+        yield windows[i : i + sw_batch_size]
+
+
+def _gather(xp: torch.Tensor, batch: list[Window]) -> torch.Tensor:
+    return torch.cat([xp[(slice(b, b + 1), slice(None), *s)] for b, s in batch])
+
+
+def stitch(network: nn.Module, x: torch.Tensor, plan: WindowPlan, sw_batch_size: int, *,
+           stitch_device: torch.device, amp: bool = False) -> torch.Tensor:
+    """Blended window outputs over ``x``, as MONAI stitches them; plain autograd when grad mode is on."""
+    xp = F.pad(x, list(plan.pad)) if any(plan.pad) else x
+    out: torch.Tensor | None = None
+    imp = plan.importance.to(x.dtype)
+    for batch in _batches(plan.windows(x.shape[0]), sw_batch_size):
+        with _autocast(x.device, amp):
+            y = network(_gather(xp, batch))
+        y = (y.to(x.dtype) * imp).to(stitch_device)
+        if out is None:
+            out = torch.zeros((x.shape[0], y.shape[1], *plan.padded_size), dtype=x.dtype, device=stitch_device)
+        for (b, s), part in zip(batch, y, strict=True):
+            out[(slice(b, b + 1), slice(None), *s)] += part
+    assert out is not None
+    out = out / plan.count.to(out.dtype)
+    return out[(slice(None), slice(None), *plan.crop)]
+
+
+def _window_vjp(network: nn.Module, xp: torch.Tensor, gq: torch.Tensor, batch: list[Window], imp: torch.Tensor,
+                amp: bool) -> torch.Tensor:
+    """Input gradient of one recomputed window batch; its graph dies when this function returns."""
+    win = _gather(xp, batch).detach().requires_grad_(True)
+    with torch.enable_grad():
+        with _autocast(win.device, amp):
+            y = network(win)
+        y = y.to(win.dtype)
+        gw = torch.cat([gq[(slice(b, b + 1), slice(None), *s)] for b, s in batch]).to(win.device) * imp
+        (grad,) = torch.autograd.grad(y, win, gw.to(y.dtype))
+    return grad
+
+
+class _WindowedInference(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, network: nn.Module, plan: WindowPlan, sw_batch_size: int,
+                stitch_device: torch.device, amp: bool) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        ctx.network, ctx.plan, ctx.sw_batch_size, ctx.amp = network, plan, sw_batch_size, amp
+        return stitch(network, x.detach(), plan, sw_batch_size, stitch_device=stitch_device, amp=amp)
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        (x,) = ctx.saved_tensors
+        plan: WindowPlan = ctx.plan
+        acc = torch.promote_types(x.dtype, torch.float32)  # the input gradient accumulates in at least float32
+        gq = torch.zeros((*grad_out.shape[:2], *plan.padded_size), dtype=acc, device=grad_out.device)
+        gq[(slice(None), slice(None), *plan.crop)] = grad_out
+        gq /= plan.count.to(gq.dtype)
+        xp = F.pad(x.detach(), list(plan.pad)) if any(plan.pad) else x.detach()
+        dxp = torch.zeros(xp.shape, dtype=acc, device=xp.device)
+        imp = plan.importance.to(acc)
+        for batch in _batches(plan.windows(x.shape[0]), ctx.sw_batch_size):
+            grad = _window_vjp(ctx.network, xp, gq, batch, imp, ctx.amp)
+            for (b, s), part in zip(batch, grad, strict=True):
+                dxp[(slice(b, b + 1), slice(None), *s)] += part
+        dx = dxp[(slice(None), slice(None), *plan.crop)].to(x.dtype)
+        return dx, None, None, None, None, None
+
+
+def windowed_inference(network: nn.Module, x: torch.Tensor, plan: WindowPlan, sw_batch_size: int, *,
+                       stitch_device: torch.device | None = None, amp: bool = False) -> torch.Tensor:
+    """Stitched logits of ``network`` over ``x`` along ``plan``, differentiable in ``x`` with bounded memory.
+
+    ``amp`` runs the network under ``torch.autocast`` (bfloat16) on CUDA only; stitching and the input gradient
+    stay in float32. Parameter gradients are not accumulated (see the module docstring).
+    """
+    dev = stitch_device or x.device
+    if not (torch.is_grad_enabled() and x.requires_grad):
+        return stitch(network, x, plan, sw_batch_size, stitch_device=dev, amp=amp)
+    return _WindowedInference.apply(x, network, plan, sw_batch_size, dev, amp)

@@ -1,0 +1,1 @@
+"""Robustness runs: attack a manifest split with a checkpoint and tabulate clean vs adversarial scores."""

@@ -1,0 +1,187 @@
+"""``volrob attack``: attack every case of a manifest split with one checkpoint and one attack configuration.
+
+Per case: preprocess to the [0, 1] attack space, attack the whole volume through the predictor, segment the clean
+and the adversarial input, map both back to the source grid and score them against the source labels. One result
+row per case × region × metric with the clean and adversarial value, the degradation, the perturbation's size and
+visibility, the attack time and full provenance. Adversarial volumes are written as float32 NIfTI with the source
+affine (values in the attack space, see the sidecar JSON).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from volrob import attacks
+from volrob.checkpoint import load_checkpoint
+from volrob.data.cases import load_case
+from volrob.data.labels import canonical_to_regions
+from volrob.data.manifest import load_manifest
+from volrob.data.preprocess import preprocess
+from volrob.data.readers import write_nifti
+from volrob.errors import ConfigError, DataError
+from volrob.evaluation.empty_policy import get_policy
+from volrob.evaluation.metrics import case_metrics
+from volrob.evaluation.summary import paired_wilcoxon
+from volrob.inference.predictor import SlidingWindowConfig
+from volrob.inference.segment import predict_regions, to_source_grid
+from volrob.io import atomic_write_text
+from volrob.robustness.perturbation import perturbation_stats
+from volrob.utils.runtime import environment, resolve_device
+
+RESULT_COLUMNS = [
+    "case", "split", "model", "checkpoint_sha256", "attack", "params", "threat", "seed", "region", "metric",
+    "clean", "adversarial", "degradation", "rel_degradation", "linf_255", "l2_255", "ssim", "psnr",
+    "attack_seconds",
+]
+HIGHER_IS_BETTER = {"dice": True, "nsd": True, "hd95": False}
+
+
+@dataclass
+class AttackRunResult:
+    """Tidy result rows, the per-region summary, and where they were written."""
+
+    rows: pd.DataFrame
+    summary: pd.DataFrame
+    out_dir: Path
+
+
+def case_seed(seed: int, case_id: str) -> int:
+    """The attack seed of one case: depends on the run seed and the case id only, never on the order."""
+    return int(np.random.SeedSequence([seed, zlib.crc32(case_id.encode())]).generate_state(1)[0] % (2**31))
+
+
+def degradation(metric: str, clean: float, adversarial: float) -> tuple[float, float]:
+    """How much worse the adversarial score is (positive = worse) and that as a share of the clean score.
+
+    Dice and NSD: ``clean - adversarial``; HD95: ``adversarial - clean``. The share is 0 where the clean score is
+    0 (nothing to lose, or a perfect HD95 of 0 mm).
+    """
+    drop = clean - adversarial if HIGHER_IS_BETTER[metric] else adversarial - clean
+    return drop, (drop / clean if clean > 0 else 0.0)
+
+
+def summarise_attack(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per region and metric: mean clean, mean adversarial, relative change of the mean, paired Wilcoxon p."""
+    out = []
+    for (region, metric), g in rows.groupby(["region", "metric"], sort=False):
+        clean, adv = g["clean"].to_numpy(float), g["adversarial"].to_numpy(float)
+        drop, rel = degradation(str(metric), float(clean.mean()), float(adv.mean()))
+        p = paired_wilcoxon(clean, adv).pvalue if len(g) > 1 and not np.allclose(clean, adv) else 1.0
+        out.append({"region": region, "metric": metric, "n": len(g), "clean_mean": float(clean.mean()),
+                    "adversarial_mean": float(adv.mean()), "degradation": drop, "rel_degradation": rel,
+                    "wilcoxon_p": float(p), "linf_255_max": float(g["linf_255"].max()),
+                    "ssim_mean": float(g["ssim"].mean())})
+    return pd.DataFrame(out)
+
+
+def format_attack_summary(summary: pd.DataFrame) -> str:
+    """Text table: Dice and HD95 clean → adversarial per region, relative Dice drop, Wilcoxon p."""
+    lines = [f"{'region':<6}  {'dice clean → adv':<18}  {'rel drop':>8}  {'p':>7}  {'hd95 clean → adv (mm)':<22}"]
+    for region in ("TC", "WT", "ET"):
+        d = summary[(summary.region == region) & (summary.metric == "dice")]
+        h = summary[(summary.region == region) & (summary.metric == "hd95")]
+        if d.empty:
+            continue
+        d, h = d.iloc[0], h.iloc[0]
+        lines.append(f"{region:<6}  {d.clean_mean:.3f} → {d.adversarial_mean:.3f}    {d.rel_degradation:>7.1%}  "
+                     f"{d.wilcoxon_p:>7.3f}  {h.clean_mean:.2f} → {h.adversarial_mean:.2f}")
+    return "\n".join(lines)
+
+
+def attack_manifest(
+    checkpoint: str | Path, manifest: str | Path, out_dir: str | Path, *, attack: str,
+    attack_options: dict[str, Any] | None = None, split: str = "test", seed: int = 0, device: str = "auto",
+    window: dict[str, Any] | None = None, empty_policy: str = "brats", nsd_tolerance_mm: float = 1.0,
+    save_volumes: bool = True, force: bool = False, progress: bool = True,
+) -> AttackRunResult:
+    """Attack ``split`` of ``manifest`` with ``checkpoint``; writes results.csv, summary.csv, run.json and
+    (unless disabled) adversarial volumes. ``attack_options`` are the attack's keyword options (e.g. eps, steps)."""
+    out = Path(out_dir)
+    if (out / "results.csv").exists() and not force:
+        raise ConfigError("already holds results.csv; use --force to replace it or choose another output folder",
+                          path=out)
+    opts = dict(attack_options or {})
+    if "seed" in opts:
+        raise ConfigError("give the seed as the run's seed, not as an attack option")
+    attacks.create(attack, **opts, seed=seed)  # validate the configuration before any work
+    policy = get_policy(empty_policy)
+    ckpt = load_checkpoint(checkpoint)
+    man = load_manifest(manifest)
+    cases = man.split(split)
+    if not cases:
+        raise DataError(f"no cases in split {split!r}", path=man.path)
+    if any(c.label is None for c in cases):
+        raise DataError(f"split {split!r} has cases without labels; attacks need ground truth", path=man.path)
+    if list(man.modalities) != list(ckpt.modalities):
+        raise DataError(f"manifest modalities {list(man.modalities)} differ from the checkpoint's "
+                        f"{list(ckpt.modalities)}", path=man.path)
+    dev = resolve_device(device)
+    win = SlidingWindowConfig.from_dict({**ckpt.inference.to_dict(), **(window or {})})
+    predictor = ckpt.build_predictor(win).to(dev).eval()
+
+    rows: list[dict[str, Any]] = []
+    records: dict[str, Any] = {}
+    for case in tqdm(cases, desc=f"attack {attack}", disable=not progress, leave=False, dynamic_ncols=True):
+        data = load_case(man, case)
+        p = preprocess(data.image, data.label, data.affine, ckpt.preprocessing)
+        x = p.image.as_tensor()[None].to(dev)
+        lab = p.label.as_tensor()[None]  # type: ignore[union-attr]
+        target = canonical_to_regions(lab).float() if ckpt.output_mode == "regions" else lab.long()
+        atk = attacks.create(attack, **opts, seed=case_seed(seed, case.id))
+        tic = time.perf_counter()
+        res = atk(predictor, x, target.to(dev))
+        seconds = time.perf_counter() - tic
+        gt = canonical_to_regions(data.label)
+        scores = {}
+        for kind, inp in (("clean", x), ("adversarial", res.x_adv)):
+            regions = predict_regions(predictor, inp[0], dev)
+            src = to_source_grid(regions.float(), p, nearest=True) > 0.5
+            scores[kind] = case_metrics(src, gt, data.spacing, nsd_tolerance_mm=nsd_tolerance_mm,
+                                        empty_policy=policy)
+        pert = perturbation_stats(x, res.x_adv)[0]
+        desc = atk.describe()
+        for c_row, a_row in zip(scores["clean"], scores["adversarial"], strict=True):
+            drop, rel = degradation(c_row["metric"], c_row["value"], a_row["value"])
+            rows.append({
+                "case": case.id, "split": case.split, "model": ckpt.model_name, "checkpoint_sha256": ckpt.sha256,
+                "attack": attack, "params": json.dumps(desc["params"], sort_keys=True),
+                "threat": json.dumps(desc["threat"], sort_keys=True), "seed": desc["seed"],
+                "region": c_row["region"], "metric": c_row["metric"], "clean": c_row["value"],
+                "adversarial": a_row["value"], "degradation": drop, "rel_degradation": rel, **pert,
+                "attack_seconds": round(seconds, 3),
+            })
+        records[case.id] = res.record
+        if save_volumes:
+            adv_src = to_source_grid(res.x_adv[0], p, nearest=False).astype(np.float32)
+            folder = out / "adversarial" / case.id
+            for c, mod in enumerate(ckpt.modalities):
+                write_nifti(folder / f"{case.id}_{mod}.nii.gz", adv_src[c], data.affine, dtype=np.float32)
+            sidecar = {"case": case.id, "values": "attack space: each channel scaled to [0, 1] by the checkpoint's "
+                       "preprocessing (see run.json), on the source voxel grid", "record": res.record}
+            atomic_write_text(folder / f"{case.id}_attack.json", json.dumps(sidecar, indent=2, default=str) + "\n")
+    df = pd.DataFrame.from_records(rows, columns=RESULT_COLUMNS)
+    summary = summarise_attack(df)
+    run = {
+        "checkpoint": str(checkpoint), "checkpoint_sha256": ckpt.sha256, "model": ckpt.model_name,
+        "manifest": str(manifest), "manifest_sha256": man.digest(), "split": split, "seed": seed,
+        "attack": attack, "attack_options": opts, "window": win.to_dict(), "preprocessing":
+        ckpt.preprocessing.to_dict(), "empty_policy": policy.name, "nsd_tolerance_mm": nsd_tolerance_mm,
+        "device": str(dev), "environment": environment(), "records": records,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    for name, frame in (("summary.csv", summary), ("results.csv", df)):
+        buf = io.StringIO()
+        frame.to_csv(buf, index=False)
+        atomic_write_text(out / name, buf.getvalue())
+    atomic_write_text(out / "run.json", json.dumps(run, indent=2, default=str) + "\n")
+    return AttackRunResult(df, summary, out)
