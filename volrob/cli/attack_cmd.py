@@ -18,6 +18,24 @@ def _param(text: str) -> tuple[str, Any]:
         raise argparse.ArgumentTypeError(f"cannot parse value of {key!r}: {raw!r}") from None
 
 
+def _numbers(text: str, kind: type) -> list[Any]:
+    try:
+        return [kind(v) for v in text.replace(",", " ").split()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _ints(text: str) -> list[int]:
+    vals = _numbers(text, int)
+    if len(vals) != 3 or min(vals) < 1:
+        raise argparse.ArgumentTypeError(f"expected three positive integers like 96,96,96, got {text!r}")
+    return vals
+
+
+def _floats(text: str) -> list[float]:
+    return _numbers(text, float)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "attack", help="attack a manifest split with a checkpoint; clean vs adversarial scores",
@@ -28,7 +46,19 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "the [0, 1] attack space). Budgets are in 1/255 units of that space. Options not given keep "
                     "the attack's defaults; other attack options go through --param key=value.",
     )
-    p.add_argument("--checkpoint", required=True, help="checkpoint written by volrob train")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", help="checkpoint written by volrob train")
+    src.add_argument("--model", metavar="PKG.MODULE:FACTORY",
+                     help="any segmenter: a callable returning a torch.nn.Module, e.g. monai.networks.nets:UNet")
+    ext = p.add_argument_group("external model (with --model)")
+    ext.add_argument("--weights", help="torch.save'd state dict of the external model (weights only)")
+    ext.add_argument("--model-arg", dest="model_args", action="append", type=_param, default=[],
+                     metavar="KEY=VALUE", help="keyword argument of the factory (repeatable, values parsed as YAML)")
+    ext.add_argument("--roi", type=_ints, default=[96, 96, 96], help="sliding-window ROI, e.g. 96,96,96")
+    ext.add_argument("--output-mode", choices=["regions", "labels"], default="regions",
+                     help="regions: 3 sigmoid channels TC/WT/ET; labels: softmax over background/NCR/ED/ET")
+    ext.add_argument("--mean", type=_floats, help="per-channel mean the network expects on [0, 1] inputs")
+    ext.add_argument("--std", type=_floats, help="per-channel std the network expects on [0, 1] inputs")
     p.add_argument("--manifest", required=True, help="data manifest JSON")
     p.add_argument("--attack", required=True, help="attack name (see volrob.attacks.available())")
     p.add_argument("--split", default="test", help="split to attack (default: test)")
@@ -40,6 +70,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mask", choices=["brain", "none"], help="where the perturbation may act (default brain)")
     p.add_argument("--param", dest="params", action="append", type=_param, default=[], metavar="KEY=VALUE",
                    help="any other attack option, e.g. --param restarts=3 --param q_max=20 (repeatable)")
+    p.add_argument("--gradient", choices=["exact", "autograd", "tiles"],
+                   help="sliding-window gradient: exact (memory-bounded, default), autograd (naive) or tiles "
+                        "(published protocol: non-overlapping ROI tiles)")
     p.add_argument("--seed", type=int, default=0, help="run seed; each case's attack seed derives from it")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--empty-policy", choices=["brats", "diagonal"], default="brats",
@@ -51,13 +84,25 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from volrob.errors import ConfigError
     from volrob.robustness.attack_run import attack_manifest, format_attack_summary
+    from volrob.robustness.model_source import ModelSource
 
     options = {k: v for k, v in (("eps", args.eps), ("norm", args.norm), ("steps", args.steps),
                                  ("alpha", args.alpha), ("mask", args.mask)) if v is not None}
     options.update(dict(args.params))
-    res = attack_manifest(args.checkpoint, args.manifest, args.out, attack=args.attack, attack_options=options,
+    window = {"gradient": args.gradient} if args.gradient else {}
+    if args.model:
+        model: Any = ModelSource.from_external(
+            args.model, weights=args.weights, kwargs=dict(args.model_args), roi_size=tuple(args.roi),
+            mean=args.mean, std=args.std, output_mode=args.output_mode, window=window)
+    else:
+        if args.weights or args.model_args:
+            raise ConfigError("--weights and --model-arg go with --model, not with --checkpoint")
+        model = args.checkpoint
+    res = attack_manifest(model, args.manifest, args.out, attack=args.attack, attack_options=options,
                           split=args.split, seed=args.seed, device=args.device, empty_policy=args.empty_policy,
+                          window=window,
                           save_volumes=not args.no_volumes, force=args.force, progress=not args.quiet)
     n = res.rows["case"].nunique()
     print(f"{args.attack} on {n} case(s), split {args.split!r}; results in {res.out_dir / 'results.csv'}")

@@ -22,7 +22,6 @@ import pandas as pd
 from tqdm import tqdm
 
 from volrob import attacks
-from volrob.checkpoint import load_checkpoint
 from volrob.data.cases import load_case
 from volrob.data.labels import canonical_to_regions
 from volrob.data.manifest import load_manifest
@@ -32,9 +31,9 @@ from volrob.errors import ConfigError, DataError
 from volrob.evaluation.empty_policy import get_policy
 from volrob.evaluation.metrics import case_metrics
 from volrob.evaluation.summary import paired_wilcoxon
-from volrob.inference.predictor import SlidingWindowConfig
 from volrob.inference.segment import predict_regions, to_source_grid
 from volrob.io import atomic_write_text
+from volrob.robustness.model_source import ModelSource
 from volrob.robustness.perturbation import perturbation_stats
 from volrob.utils.runtime import environment, resolve_device
 
@@ -99,13 +98,14 @@ def format_attack_summary(summary: pd.DataFrame) -> str:
 
 
 def attack_manifest(
-    checkpoint: str | Path, manifest: str | Path, out_dir: str | Path, *, attack: str,
+    model: str | Path | ModelSource, manifest: str | Path, out_dir: str | Path, *, attack: str,
     attack_options: dict[str, Any] | None = None, split: str = "test", seed: int = 0, device: str = "auto",
     window: dict[str, Any] | None = None, empty_policy: str = "brats", nsd_tolerance_mm: float = 1.0,
     save_volumes: bool = True, force: bool = False, progress: bool = True,
 ) -> AttackRunResult:
-    """Attack ``split`` of ``manifest`` with ``checkpoint``; writes results.csv, summary.csv, run.json and
-    (unless disabled) adversarial volumes. ``attack_options`` are the attack's keyword options (e.g. eps, steps)."""
+    """Attack ``split`` of ``manifest`` with ``model`` (a checkpoint path or a :class:`ModelSource`); writes
+    results.csv, summary.csv, run.json and (unless disabled) adversarial volumes. ``attack_options`` are the
+    attack's keyword options (e.g. eps, steps); ``window`` overrides a checkpoint's sliding-window settings."""
     out = Path(out_dir)
     if (out / "results.csv").exists() and not force:
         raise ConfigError("already holds results.csv; use --force to replace it or choose another output folder",
@@ -115,28 +115,27 @@ def attack_manifest(
         raise ConfigError("give the seed as the run's seed, not as an attack option")
     attacks.create(attack, **opts, seed=seed)  # validate the configuration before any work
     policy = get_policy(empty_policy)
-    ckpt = load_checkpoint(checkpoint)
+    src = model if isinstance(model, ModelSource) else ModelSource.from_checkpoint(model, window)
     man = load_manifest(manifest)
     cases = man.split(split)
     if not cases:
         raise DataError(f"no cases in split {split!r}", path=man.path)
     if any(c.label is None for c in cases):
         raise DataError(f"split {split!r} has cases without labels; attacks need ground truth", path=man.path)
-    if list(man.modalities) != list(ckpt.modalities):
-        raise DataError(f"manifest modalities {list(man.modalities)} differ from the checkpoint's "
-                        f"{list(ckpt.modalities)}", path=man.path)
+    if list(man.modalities) != list(src.modalities):
+        raise DataError(f"manifest modalities {list(man.modalities)} differ from the model's "
+                        f"{list(src.modalities)}", path=man.path)
     dev = resolve_device(device)
-    win = SlidingWindowConfig.from_dict({**ckpt.inference.to_dict(), **(window or {})})
-    predictor = ckpt.build_predictor(win).to(dev).eval()
+    predictor = src.predictor.to(dev).eval()
 
     rows: list[dict[str, Any]] = []
     records: dict[str, Any] = {}
     for case in tqdm(cases, desc=f"attack {attack}", disable=not progress, leave=False, dynamic_ncols=True):
         data = load_case(man, case)
-        p = preprocess(data.image, data.label, data.affine, ckpt.preprocessing)
+        p = preprocess(data.image, data.label, data.affine, src.preprocessing)
         x = p.image.as_tensor()[None].to(dev)
         lab = p.label.as_tensor()[None]  # type: ignore[union-attr]
-        target = canonical_to_regions(lab).float() if ckpt.output_mode == "regions" else lab.long()
+        target = canonical_to_regions(lab).float() if predictor.output_mode == "regions" else lab.long()
         atk = attacks.create(attack, **opts, seed=case_seed(seed, case.id))
         tic = time.perf_counter()
         res = atk(predictor, x, target.to(dev))
@@ -145,15 +144,15 @@ def attack_manifest(
         scores = {}
         for kind, inp in (("clean", x), ("adversarial", res.x_adv)):
             regions = predict_regions(predictor, inp[0], dev)
-            src = to_source_grid(regions.float(), p, nearest=True) > 0.5
-            scores[kind] = case_metrics(src, gt, data.spacing, nsd_tolerance_mm=nsd_tolerance_mm,
+            on_source = to_source_grid(regions.float(), p, nearest=True) > 0.5
+            scores[kind] = case_metrics(on_source, gt, data.spacing, nsd_tolerance_mm=nsd_tolerance_mm,
                                         empty_policy=policy)
         pert = perturbation_stats(x, res.x_adv)[0]
         desc = atk.describe()
         for c_row, a_row in zip(scores["clean"], scores["adversarial"], strict=True):
             drop, rel = degradation(c_row["metric"], c_row["value"], a_row["value"])
             rows.append({
-                "case": case.id, "split": case.split, "model": ckpt.model_name, "checkpoint_sha256": ckpt.sha256,
+                "case": case.id, "split": case.split, "model": src.name, "checkpoint_sha256": src.sha256,
                 "attack": attack, "params": json.dumps(desc["params"], sort_keys=True),
                 "threat": json.dumps(desc["threat"], sort_keys=True), "seed": desc["seed"],
                 "region": c_row["region"], "metric": c_row["metric"], "clean": c_row["value"],
@@ -164,7 +163,7 @@ def attack_manifest(
         if save_volumes:
             adv_src = to_source_grid(res.x_adv[0], p, nearest=False).astype(np.float32)
             folder = out / "adversarial" / case.id
-            for c, mod in enumerate(ckpt.modalities):
+            for c, mod in enumerate(src.modalities):
                 write_nifti(folder / f"{case.id}_{mod}.nii.gz", adv_src[c], data.affine, dtype=np.float32)
             sidecar = {"case": case.id, "values": "attack space: each channel scaled to [0, 1] by the checkpoint's "
                        "preprocessing (see run.json), on the source voxel grid", "record": res.record}
@@ -172,10 +171,10 @@ def attack_manifest(
     df = pd.DataFrame.from_records(rows, columns=RESULT_COLUMNS)
     summary = summarise_attack(df)
     run = {
-        "checkpoint": str(checkpoint), "checkpoint_sha256": ckpt.sha256, "model": ckpt.model_name,
+        "model": src.name, "checkpoint_sha256": src.sha256, "origin": src.origin,
         "manifest": str(manifest), "manifest_sha256": man.digest(), "split": split, "seed": seed,
-        "attack": attack, "attack_options": opts, "window": win.to_dict(), "preprocessing":
-        ckpt.preprocessing.to_dict(), "empty_policy": policy.name, "nsd_tolerance_mm": nsd_tolerance_mm,
+        "attack": attack, "attack_options": opts, "window": predictor.window.to_dict(), "preprocessing":
+        src.preprocessing.to_dict(), "empty_policy": policy.name, "nsd_tolerance_mm": nsd_tolerance_mm,
         "device": str(dev), "environment": environment(), "records": records,
     }
     out.mkdir(parents=True, exist_ok=True)
