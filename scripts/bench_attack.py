@@ -1,7 +1,8 @@
 """Memory and time of one attack step on a BraTS-size volume: forward only, naive autograd, exact windowed gradient.
 
 Each measurement runs in its own subprocess so its peak RSS is clean (``ru_maxrss`` minus the baseline taken after
-building the model and the input). Prints one JSON object.
+building the model and the input). Prints one JSON object, with the load average (1, 5, 15 minutes) at the start
+and at the end of the run: times taken on a loaded machine are not comparable across runs.
 
 Usage: python scripts/bench_attack.py [--small]
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -84,6 +86,7 @@ def main() -> None:
     if args.child:
         print(json.dumps(child(args.child, tuple(args.shape), args.roi)))
         return
+    load_start = list(os.getloadavg())
     shape, flat_shape, roi = (QUICK, QUICK_FLAT, 32) if args.small else (FULL, SMALL_FLAT, 96)
     res = {mode: _run_child(mode, shape, roi) for mode in ("forward", "naive", "exact")}
     flat = _run_child("exact", flat_shape, roi)
@@ -94,7 +97,7 @@ def main() -> None:
     fwd = res["forward"]
     out = {
         "volume": [1, 4, *shape], "roi": roi, "overlap": 0.5, "mode": "gaussian", "sw_batch_size": 2,
-        "torch_threads": torch.get_num_threads(),
+        "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
         "forward": fwd, "naive_step": res["naive"], "exact_step": res["exact"],
         "peak_mem_ratio_vs_forward": res["exact"]["peak_mb"] / fwd["peak_mb"],
         "naive_peak_mem_ratio_vs_forward": res["naive"]["peak_mb"] / fwd["peak_mb"],
@@ -105,6 +108,7 @@ def main() -> None:
         "attack_steps": steps,
         "vafa_over_pgd_step_time": steps["vafa3d"]["seconds"] / steps["pgd"]["seconds"] if steps else None,
     }
+    out["loadavg_start"], out["loadavg_end"] = load_start, list(os.getloadavg())
     if not steps:
         out["note"] = "pgd and vafa3d are not both registered; no attack-step timing"
     print(json.dumps(out, indent=1))

@@ -14,6 +14,7 @@ from monai.inferers import sliding_window_inference
 from torch import nn
 
 from volrob.attacks.losses import resolve_loss
+from volrob.errors import ConfigError
 from volrob.inference.predictor import Predictor, SlidingWindowConfig
 from volrob.inference.tiles import tile_plan
 from volrob.inference.windowed_grad import sliding_plan, windowed_inference
@@ -195,7 +196,7 @@ def test_exact_backward_holds_one_window_batch_graph(shape: tuple[int, int, int]
     batches = math.ceil(len(plan.slices) / 2)
     exact = GraphCounter(convnet(torch.float32))
     windowed_inference(exact, x.clone().requires_grad_(True), plan, 2).sum().backward()
-    assert exact.calls == 2 * batches  # one graph-free forward and one recompute per batch
+    assert exact.calls == batches + len(plan.slices)  # one graph-free forward per batch, one recompute per window
     assert exact.peak == 1 and exact.alive == 0
     naive = GraphCounter(exact.net)
     sliding_window_inference(x.clone().requires_grad_(True), ROI, 2, naive, overlap=0.5, mode="gaussian").sum()
@@ -219,3 +220,48 @@ def test_stitch_device_and_parameters_untouched_by_exact_path() -> None:
     (g,) = torch.autograd.grad(pred(x).sum(), x)
     assert torch.isfinite(g).all() and g.abs().sum() > 0
     assert all(p.grad is None for p in net.parameters())
+
+
+@pytest.mark.parametrize("grad_batch_size", [1, 5])
+def test_grad_batch_size_changes_memory_not_gradient(grad_batch_size: int) -> None:
+    shape = (10, 9, 12)
+    x = rand(2, 4, *shape)
+    plan = sliding_plan(shape, ROI, 0.5, "gaussian", device=CPU, stitch_device=CPU, dtype=x.dtype)
+    net = GraphCounter(convnet())
+    xe, xa = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    weight = rand(2, 3, *shape, seed=7) - 0.5
+    (windowed_inference(net, xe, plan, 3, grad_batch_size=grad_batch_size) * weight).sum().backward()
+    (sliding_window_inference(xa, ROI, 3, net.net, overlap=0.5, mode="gaussian") * weight).sum().backward()
+    assert xe.grad is not None and xa.grad is not None
+    assert rel_err(xe.grad, xa.grad) <= 1e-10
+    n_windows = 2 * len(plan.slices)
+    assert net.calls == math.ceil(n_windows / 3) + math.ceil(n_windows / grad_batch_size)
+    assert net.peak == 1 and net.alive == 0
+
+
+@pytest.mark.parametrize("bad", [0, -1])
+def test_bad_grad_batch_size_is_config_error(bad: int) -> None:
+    x = rand(1, 4, 9, 9, 9).requires_grad_(True)
+    plan = sliding_plan((9, 9, 9), ROI, 0.5, "gaussian", device=CPU, stitch_device=CPU, dtype=x.dtype)
+    with pytest.raises(ConfigError, match="grad_batch_size"):
+        windowed_inference(convnet(), x, plan, 2, grad_batch_size=bad)
+
+
+def test_unpadded_volume_normalised_per_window_is_exact() -> None:
+    """Larger than the ROI on every axis (no padding): the predictor normalises window by window; the forward is
+    bit-identical to MONAI on the normalised volume and the gradient equals autograd's."""
+    net, x = convnet(torch.float32), rand(1, 4, 13, 10, 17, dtype=torch.float32)
+    mean, std = [0.1, 0.2, 0.3, 0.4], [0.5, 0.3, 0.25, 2.0]
+    m, s = torch.tensor(mean).view(1, 4, 1, 1, 1), torch.tensor(std).view(1, 4, 1, 1, 1)
+    ref = sliding_window_inference((x - m) / s, ROI, 2, net, overlap=0.5, mode="gaussian")
+    weight = rand(*ref.shape, seed=8, dtype=torch.float32) - 0.5
+    grads = {}
+    for gradient in ("exact", "autograd"):
+        pred = Predictor(net, mean=mean, std=std, window=SlidingWindowConfig(roi_size=ROI, gradient=gradient))
+        xg = x.clone().requires_grad_(True)
+        out = pred(xg)
+        assert torch.equal(out.detach(), ref)
+        (grads[gradient],) = torch.autograd.grad((out * weight).sum(), xg)
+    assert rel_err(grads["exact"], grads["autograd"]) <= 1e-5
+    with pytest.raises(ConfigError, match="predictor expects input"):
+        Predictor(net, mean=mean, std=std, window=SlidingWindowConfig(roi_size=ROI))(x[:, :3].requires_grad_(True))

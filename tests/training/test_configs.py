@@ -24,3 +24,18 @@ def test_config_builds(path: Path) -> None:
                         roi_size=cfg.inference.roi_size, preset=cfg.model.preset, **cfg.model.options)
     assert sum(p.numel() for p in net.parameters()) > 0
     assert cfg.model.name == path.stem
+
+
+@pytest.mark.parametrize("path", sorted((CONFIGS[0].parent / "robustness").glob("*.yaml")), ids=lambda p: p.stem)
+def test_robustness_configs_validate(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import yaml
+
+    from volrob.robustness.grid import expand_cells, load_grid_config
+
+    raw = yaml.safe_load(path.read_text())
+    for rel in [raw["manifest"], *(m["checkpoint"] for m in raw["models"])]:  # the files the grid names
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("{}")
+    monkeypatch.chdir(tmp_path)
+    cfg = load_grid_config(path)
+    assert len(expand_cells(cfg)) > 0

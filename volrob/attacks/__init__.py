@@ -3,6 +3,7 @@
 Importing this package registers every built-in attack.
 """
 
+from volrob.attacks import asma as _asma  # noqa: F401  (registers attacks)
 from volrob.attacks import bim as _bim  # noqa: F401  (registers attacks)
 from volrob.attacks import cospgd as _cospgd  # noqa: F401  (registers attacks)
 from volrob.attacks import fgsm as _fgsm  # noqa: F401  (registers attacks)

@@ -28,7 +28,7 @@ class SlidingWindowConfig:
     """MONAI sliding-window options. ``stitch_device="cpu"`` keeps the stitched output off the GPU.
 
     ``gradient``: how the input gradient is formed over volumes larger than the ROI. ``exact`` (default): the
-    autograd gradient of the blended output, recomputed window batch by window batch (memory of one batch; see
+    autograd gradient of the blended output, recomputed window by window (memory of one window's graph; see
     :mod:`volrob.inference.windowed_grad`); ``autograd``: plain autograd through MONAI (keeps every window's graph);
     ``tiles``: the anchors' protocol, non-overlapping ROI tiles each run on its own and not blended (this also
     changes the forward output). ``amp``: on CUDA, run the network under bfloat16 autocast (stitching and the input
@@ -74,7 +74,7 @@ class Predictor(nn.Module):
     ``(x - mean) / std`` per channel (the network's training normalisation), then the network on the whole input
     when it already has the ROI's size, else MONAI sliding-window inference. Differentiable in ``x``; over
     volumes larger than the ROI the input gradient follows ``window.gradient`` (default ``exact``: MONAI's
-    numbers with the memory of one window batch; the exact path needs ``network.eval()`` and does not accumulate
+    numbers with the memory of one window's graph; the exact path needs ``network.eval()`` and does not accumulate
     parameter gradients, so a network in training mode gets plain autograd instead).
     """
 
@@ -93,25 +93,28 @@ class Predictor(nn.Module):
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
         """The network's input normalisation (a fixed per-channel affine map)."""
-        if x.ndim != 5 or x.shape[1] != self.mean.shape[1]:
-            raise ConfigError(f"predictor expects input (B, {self.mean.shape[1]}, D, H, W), got {tuple(x.shape)}")
+        self._check_input(x)
         return (x - self.mean) / self.std
 
+    def _check_input(self, x: torch.Tensor) -> None:
+        if x.ndim != 5 or x.shape[1] != self.mean.shape[1]:
+            raise ConfigError(f"predictor expects input (B, {self.mean.shape[1]}, D, H, W), got {tuple(x.shape)}")
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        xn = self.normalise(x)
+        self._check_input(x)
         w = self.window
         if tuple(x.shape[2:]) == tuple(w.roi_size):
-            return self._net(xn)
+            return self._net(self.normalise(x))
         stitch = torch.device(w.stitch_device) if w.stitch_device else x.device
         if w.gradient == "tiles":
-            plan = tile_plan(x.shape[2:], w.roi_size, device=x.device, stitch_device=stitch, dtype=xn.dtype)
-            return self._windowed(xn, plan, stitch)
-        if w.gradient == "exact" and torch.is_grad_enabled() and xn.requires_grad and not self.network.training:
+            plan = tile_plan(x.shape[2:], w.roi_size, device=x.device, stitch_device=stitch, dtype=x.dtype)
+            return self._windowed(x, plan, stitch)
+        if w.gradient == "exact" and torch.is_grad_enabled() and x.requires_grad and not self.network.training:
             plan = sliding_plan(x.shape[2:], w.roi_size, w.overlap, w.mode, device=x.device, stitch_device=stitch,
-                                dtype=xn.dtype)
-            return self._windowed(xn, plan, stitch)
+                                dtype=x.dtype)
+            return self._windowed(x, plan, stitch)
         out = sliding_window_inference(
-            xn, w.roi_size, w.sw_batch_size, self._net, overlap=w.overlap, mode=w.mode,
+            self.normalise(x), w.roi_size, w.sw_batch_size, self._net, overlap=w.overlap, mode=w.mode,
             sw_device=x.device, device=stitch,
         )
         return out if isinstance(out, torch.Tensor) else out[0]  # type: ignore[index]
@@ -123,11 +126,28 @@ class Predictor(nn.Module):
         with torch.autocast("cuda", dtype=torch.bfloat16):
             return self.network(xn).to(xn.dtype)
 
-    def _windowed(self, xn: torch.Tensor, plan: WindowPlan, device: torch.device) -> torch.Tensor:
+    def _windowed(self, x: torch.Tensor, plan: WindowPlan, device: torch.device) -> torch.Tensor:
+        # Without padding, each window is normalised on its own inside the network call (elementwise, so the
+        # numbers are identical) and no normalised full-volume copy of ``x`` is kept; padding must be zero in the
+        # normalised space, so a padded plan normalises the whole (small) volume first.
+        if any(plan.pad):
+            x, network = self.normalise(x), self.network
+        else:
+            network = _Normalised(self.network, self.mean, self.std)
         # A network in training mode (dropout, batch statistics) cannot be recomputed window by window, so the
         # gradient then flows by plain autograd over the same plan; parameter gradients flow only on that path.
         if self.network.training and torch.is_grad_enabled():
-            return stitch(self.network, xn, plan, self.window.sw_batch_size, stitch_device=device,
-                          amp=self.window.amp)
-        return windowed_inference(self.network, xn, plan, self.window.sw_batch_size, stitch_device=device,
+            return stitch(network, x, plan, self.window.sw_batch_size, stitch_device=device, amp=self.window.amp)
+        return windowed_inference(network, x, plan, self.window.sw_batch_size, stitch_device=device,
                                   amp=self.window.amp)
+
+
+class _Normalised(nn.Module):
+    """``network((x - mean) / std)``: the predictor's normalisation applied window by window."""
+
+    def __init__(self, network: nn.Module, mean: torch.Tensor, std: torch.Tensor) -> None:
+        super().__init__()
+        self.network, self.mean, self.std = network, mean, std
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.network((x - self.mean) / self.std)

@@ -1,10 +1,16 @@
 """Sliding-window inference with an exact, memory-bounded input gradient.
 
 Stitching is linear: ``out = crop(sum_w place_w(imp * net(x_w)) / count)`` with ``count = sum_w place_w(imp)``.
-So the gradient of any loss on ``out`` is ``sum_w place_w(vjp(net, x_w, imp * g_w / count_w))``: the forward runs
-every window without a graph and keeps only the input; the backward recomputes one window batch at a time with a
-graph and back-propagates its weighted share of the output gradient. Same numbers as autograd through
-``monai.inferers.sliding_window_inference``, with the memory of a single window batch.
+So the gradient of any loss on ``out`` is ``sum_w place_w(vjp(net, x_w, g_w * imp / count_w))``: the forward runs
+every window without a graph and keeps only the input; the backward recomputes the windows (one at a time by
+default) with a graph and back-propagates each one's weighted share of the output gradient. Same numbers as
+autograd through ``monai.inferers.sliding_window_inference``, with the memory of a single window's graph.
+
+Full-volume buffers, kept to the minimum: the forward holds the stitched output and the ``count`` map (one
+channel); the backward reads the output gradient in place (weights ``imp / count_w`` are formed per window, never a
+divided full-volume copy) and accumulates the input gradient into one buffer, which is returned as is when no
+padding was needed. Per-window preprocessing (e.g. the predictor's normalisation) can live inside ``network`` so
+that no normalised full-volume copy of the input exists at all.
 
 Limits: only the input gradient flows. Parameter gradients are not accumulated through this path (attacks do
 not need them; training uses ROI-sized crops, which bypass it), and the network must be deterministic in its
@@ -22,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from monai.data.utils import compute_importance_map, dense_patch_slices
 from torch import nn
+
+from volrob.errors import ConfigError
 
 Window = tuple[int, tuple[slice, ...]]  # (batch index, spatial slices in the padded volume)
 
@@ -110,19 +118,22 @@ def stitch(network: nn.Module, x: torch.Tensor, plan: WindowPlan, sw_batch_size:
         for (b, s), part in zip(batch, y, strict=True):
             out[(slice(b, b + 1), slice(None), *s)] += part
     assert out is not None
-    out = out / plan.count.to(out.dtype)
+    out = out.div_(plan.count.to(out.dtype)) if not out.requires_grad else out / plan.count.to(out.dtype)
     return out[(slice(None), slice(None), *plan.crop)]
 
 
-def _window_vjp(network: nn.Module, xp: torch.Tensor, gq: torch.Tensor, batch: list[Window], imp: torch.Tensor,
+def _window_vjp(network: nn.Module, xp: torch.Tensor, g: torch.Tensor, batch: list[Window], plan: WindowPlan,
                 amp: bool) -> torch.Tensor:
     """Input gradient of one recomputed window batch; its graph dies when this function returns."""
     win = _gather(xp, batch).detach().requires_grad_(True)
+    imp = plan.importance.to(device=g.device, dtype=g.dtype)
+    count = plan.count.to(device=g.device, dtype=g.dtype)
+    gw = torch.cat([g[(slice(b, b + 1), slice(None), *s)] * (imp / count[(slice(None), slice(None), *s)])
+                    for b, s in batch]).to(win.device)
     with torch.enable_grad():
         with _autocast(win.device, amp):
             y = network(win)
         y = y.to(win.dtype)
-        gw = torch.cat([gq[(slice(b, b + 1), slice(None), *s)] for b, s in batch]).to(win.device) * imp
         (grad,) = torch.autograd.grad(y, win, gw.to(y.dtype))
     return grad
 
@@ -130,9 +141,9 @@ def _window_vjp(network: nn.Module, xp: torch.Tensor, gq: torch.Tensor, batch: l
 class _WindowedInference(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, network: nn.Module, plan: WindowPlan, sw_batch_size: int,
-                stitch_device: torch.device, amp: bool) -> torch.Tensor:
+                stitch_device: torch.device, amp: bool, grad_batch_size: int) -> torch.Tensor:
         ctx.save_for_backward(x)
-        ctx.network, ctx.plan, ctx.sw_batch_size, ctx.amp = network, plan, sw_batch_size, amp
+        ctx.network, ctx.plan, ctx.amp, ctx.grad_batch_size = network, plan, amp, grad_batch_size
         return stitch(network, x.detach(), plan, sw_batch_size, stitch_device=stitch_device, amp=amp)
 
     @staticmethod
@@ -140,23 +151,28 @@ class _WindowedInference(torch.autograd.Function):
         (x,) = ctx.saved_tensors
         plan: WindowPlan = ctx.plan
         acc = torch.promote_types(x.dtype, torch.float32)  # the input gradient accumulates in at least float32
-        gq = torch.zeros((*grad_out.shape[:2], *plan.padded_size), dtype=acc, device=grad_out.device)
-        gq[(slice(None), slice(None), *plan.crop)] = grad_out
-        gq /= plan.count.to(gq.dtype)
-        xp = F.pad(x.detach(), list(plan.pad)) if any(plan.pad) else x.detach()
+        padded = any(plan.pad)
+        g = F.pad(grad_out.to(acc), list(plan.pad)) if padded else grad_out.to(acc)
+        del grad_out
+        xp = F.pad(x.detach(), list(plan.pad)) if padded else x.detach()
         dxp = torch.zeros(xp.shape, dtype=acc, device=xp.device)
-        imp = plan.importance.to(acc)
-        for batch in _batches(plan.windows(x.shape[0]), ctx.sw_batch_size):
-            grad = _window_vjp(ctx.network, xp, gq, batch, imp, ctx.amp)
+        for batch in _batches(plan.windows(x.shape[0]), ctx.grad_batch_size):
+            grad = _window_vjp(ctx.network, xp, g, batch, plan, ctx.amp)
             for (b, s), part in zip(batch, grad, strict=True):
                 dxp[(slice(b, b + 1), slice(None), *s)] += part
-        dx = dxp[(slice(None), slice(None), *plan.crop)].to(x.dtype)
-        return dx, None, None, None, None, None
+            del grad
+        dx = dxp[(slice(None), slice(None), *plan.crop)] if padded else dxp
+        return dx.to(x.dtype), None, None, None, None, None, None
 
 
 def windowed_inference(network: nn.Module, x: torch.Tensor, plan: WindowPlan, sw_batch_size: int, *,
-                       stitch_device: torch.device | None = None, amp: bool = False) -> torch.Tensor:
+                       stitch_device: torch.device | None = None, amp: bool = False,
+                       grad_batch_size: int = 1) -> torch.Tensor:
     """Stitched logits of ``network`` over ``x`` along ``plan``, differentiable in ``x`` with bounded memory.
+
+    The forward runs ``sw_batch_size`` windows per network call (as MONAI does, so its output is bit-identical);
+    the backward recomputes ``grad_batch_size`` windows per call, which bounds the peak memory of a gradient to
+    that many windows' graphs (one by default).
 
     ``amp`` runs the network under ``torch.autocast`` (bfloat16) on CUDA only; stitching and the input gradient
     stay in float32. Parameter gradients are not accumulated (see the module docstring).
@@ -164,4 +180,6 @@ def windowed_inference(network: nn.Module, x: torch.Tensor, plan: WindowPlan, sw
     dev = stitch_device or x.device
     if not (torch.is_grad_enabled() and x.requires_grad):
         return stitch(network, x, plan, sw_batch_size, stitch_device=dev, amp=amp)
-    return _WindowedInference.apply(x, network, plan, sw_batch_size, dev, amp)
+    if grad_batch_size < 1:
+        raise ConfigError(f"grad_batch_size must be an integer >= 1, got {grad_batch_size}")
+    return _WindowedInference.apply(x, network, plan, sw_batch_size, dev, amp, grad_batch_size)

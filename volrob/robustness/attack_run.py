@@ -178,9 +178,9 @@ def attack_manifest(
         "device": str(dev), "environment": environment(), "records": records,
     }
     out.mkdir(parents=True, exist_ok=True)
-    for name, frame in (("summary.csv", summary), ("results.csv", df)):
+    atomic_write_text(out / "run.json", json.dumps(run, indent=2, default=str) + "\n")
+    for name, frame in (("summary.csv", summary), ("results.csv", df)):  # results.csv last: it marks completion
         buf = io.StringIO()
         frame.to_csv(buf, index=False)
         atomic_write_text(out / name, buf.getvalue())
-    atomic_write_text(out / "run.json", json.dumps(run, indent=2, default=str) + "\n")
     return AttackRunResult(df, summary, out)
