@@ -224,3 +224,19 @@ class IterativeAttack(Attack):
             if restart == 0 or better:
                 best, best_loss = x_adv.detach(), final
         return best, history, best_loss
+
+
+class FixedObjectivePGD(IterativeAttack):
+    """PGD (random start, restarts) whose per-voxel objective is fixed by the method, so it takes no ``loss``
+    option; subclasses implement :meth:`objective` using ``self._mode`` (the predictor's output mode)."""
+
+    alpha_factor = 2.5
+
+    def __init__(self, *, eps: float | None = None, norm: str | None = None, mask: str | None = None,
+                 threat: ThreatModel | None = None, steps: int = 20, alpha: float | None = None,
+                 random_start: bool = True, restarts: int = 1, seed: int = 0) -> None:
+        super().__init__(eps=eps, norm=norm, mask=mask, threat=threat, steps=steps, alpha=alpha,
+                         random_start=random_start, restarts=restarts, seed=seed)
+
+    def prepare(self, output_mode: str) -> None:
+        self._mode = output_mode
