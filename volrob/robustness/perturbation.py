@@ -7,7 +7,7 @@ import math
 
 import torch
 
-from volrob.attacks.frequency.ssim import ssim
+from volrob.evaluation.ssim import ssim
 
 
 def perturbation_stats(x: torch.Tensor, x_adv: torch.Tensor) -> list[dict[str, float]]:

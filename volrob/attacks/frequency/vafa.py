@@ -28,12 +28,12 @@ import torch
 from volrob.attacks.base import Attack, AttackResult
 from volrob.attacks.frequency.dct import BACKENDS, block_dct, block_idct
 from volrob.attacks.frequency.soft_round import annealed_alpha, soft_round
-from volrob.attacks.frequency.ssim import ssim
 from volrob.attacks.loop import delta_norms
 from volrob.attacks.losses import LossFn, resolve_loss
 from volrob.attacks.registry import register_attack
 from volrob.attacks.threat import ThreatModel
 from volrob.errors import ConfigError
+from volrob.evaluation.ssim import ssim
 
 SCALE = 255.0
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 from scipy import ndimage
 
-from volrob.attacks.frequency.ssim import ssim, ssim_map, window_1d
 from volrob.errors import ConfigError
+from volrob.evaluation.ssim import ssim, ssim_map, window_1d
 
 
 def _oracle(x: np.ndarray, y: np.ndarray, w: np.ndarray, axes: tuple[int, ...], data_range: float) -> np.ndarray:
