@@ -212,3 +212,19 @@ def load_manifest(path: str | Path) -> Manifest:
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise DataError(f"not valid JSON ({err})", path=path) from None
     return manifest_from_json(data, path)
+
+
+def labelled_cases(manifest: Manifest, split: str, modalities: list[str] | tuple[str, ...]) -> list[Case]:
+    """The cases of ``split`` for scoring a model fed ``modalities``: the split must be non-empty, every case
+    labelled, and the manifest's modality order the model's."""
+    cases = manifest.split(split)
+    if not cases:
+        raise DataError(f"no cases in split {split!r}", path=manifest.path)
+    unlabelled = [c.id for c in cases if c.label is None]
+    if unlabelled:
+        raise DataError(f"split {split!r} has cases without labels ({', '.join(unlabelled[:3])}); scoring needs "
+                        "ground truth", path=manifest.path)
+    if list(manifest.modalities) != list(modalities):
+        raise DataError(f"manifest modalities {list(manifest.modalities)} differ from the model's "
+                        f"{list(modalities)}", path=manifest.path)
+    return cases

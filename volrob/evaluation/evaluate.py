@@ -15,9 +15,9 @@ from tqdm import tqdm
 from volrob.checkpoint import load_checkpoint
 from volrob.data.cases import load_case
 from volrob.data.labels import canonical_to_regions, get_convention, regions_to_canonical
-from volrob.data.manifest import load_manifest
+from volrob.data.manifest import labelled_cases, load_manifest
 from volrob.data.readers import write_nifti
-from volrob.errors import ConfigError, DataError
+from volrob.errors import ConfigError
 from volrob.evaluation.empty_policy import get_policy
 from volrob.evaluation.metrics import case_metrics
 from volrob.evaluation.summary import summarize
@@ -57,16 +57,7 @@ def evaluate(
         raise ConfigError(f"nsd tolerance must be > 0 mm, got {nsd_tolerance_mm}")
     ckpt = load_checkpoint(checkpoint)
     man = load_manifest(manifest)
-    cases = man.split(split)
-    if not cases:
-        raise DataError(f"no cases in split {split!r}", path=man.path)
-    unlabelled = [c.id for c in cases if c.label is None]
-    if unlabelled:
-        raise DataError(f"split {split!r} has cases without labels ({', '.join(unlabelled[:3])}); "
-                        "evaluation needs ground truth", path=man.path)
-    if list(man.modalities) != list(ckpt.modalities):
-        raise DataError(f"manifest modalities {list(man.modalities)} differ from the checkpoint's "
-                        f"{list(ckpt.modalities)}", path=man.path)
+    cases = labelled_cases(man, split, ckpt.modalities)
     win = SlidingWindowConfig.from_dict({**ckpt.inference.to_dict(), **(window or {})})
     dev = resolve_device(device)
     predictor = ckpt.build_predictor(win).to(dev)

@@ -24,10 +24,10 @@ from tqdm import tqdm
 from volrob import attacks
 from volrob.data.cases import load_case
 from volrob.data.labels import canonical_to_regions
-from volrob.data.manifest import load_manifest
+from volrob.data.manifest import labelled_cases, load_manifest
 from volrob.data.preprocess import preprocess
 from volrob.data.readers import write_nifti
-from volrob.errors import ConfigError, DataError
+from volrob.errors import ConfigError
 from volrob.evaluation.empty_policy import get_policy
 from volrob.evaluation.metrics import case_metrics
 from volrob.evaluation.summary import paired_wilcoxon
@@ -117,14 +117,7 @@ def attack_manifest(
     policy = get_policy(empty_policy)
     src = model if isinstance(model, ModelSource) else ModelSource.from_checkpoint(model, window)
     man = load_manifest(manifest)
-    cases = man.split(split)
-    if not cases:
-        raise DataError(f"no cases in split {split!r}", path=man.path)
-    if any(c.label is None for c in cases):
-        raise DataError(f"split {split!r} has cases without labels; attacks need ground truth", path=man.path)
-    if list(man.modalities) != list(src.modalities):
-        raise DataError(f"manifest modalities {list(man.modalities)} differ from the model's "
-                        f"{list(src.modalities)}", path=man.path)
+    cases = labelled_cases(man, split, src.modalities)
     dev = resolve_device(device)
     predictor = src.predictor.to(dev).eval()
 
