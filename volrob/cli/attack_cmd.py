@@ -5,35 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-import yaml
-
-
-def _param(text: str) -> tuple[str, Any]:
-    key, sep, raw = text.partition("=")
-    if not sep or not key.strip():
-        raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
-    try:
-        return key.strip(), yaml.safe_load(raw)
-    except yaml.YAMLError:
-        raise argparse.ArgumentTypeError(f"cannot parse value of {key!r}: {raw!r}") from None
-
-
-def _numbers(text: str, kind: type) -> list[Any]:
-    try:
-        return [kind(v) for v in text.replace(",", " ").split()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-
-
-def _ints(text: str) -> list[int]:
-    vals = _numbers(text, int)
-    if len(vals) != 3 or min(vals) < 1:
-        raise argparse.ArgumentTypeError(f"expected three positive integers like 96,96,96, got {text!r}")
-    return vals
-
-
-def _floats(text: str) -> list[float]:
-    return _numbers(text, float)
+from volrob.cli.options import add_scoring_options, key_value, numbers, roi_size
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -52,13 +24,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="any segmenter: a callable returning a torch.nn.Module, e.g. monai.networks.nets:UNet")
     ext = p.add_argument_group("external model (with --model)")
     ext.add_argument("--weights", help="torch.save'd state dict of the external model (weights only)")
-    ext.add_argument("--model-arg", dest="model_args", action="append", type=_param, default=[],
+    ext.add_argument("--model-arg", dest="model_args", action="append", type=key_value, default=[],
                      metavar="KEY=VALUE", help="keyword argument of the factory (repeatable, values parsed as YAML)")
-    ext.add_argument("--roi", type=_ints, default=[96, 96, 96], help="sliding-window ROI, e.g. 96,96,96")
+    ext.add_argument("--roi", type=roi_size, default=[96, 96, 96], help="sliding-window ROI, e.g. 96,96,96")
     ext.add_argument("--output-mode", choices=["regions", "labels"], default="regions",
                      help="regions: 3 sigmoid channels TC/WT/ET; labels: softmax over background/NCR/ED/ET")
-    ext.add_argument("--mean", type=_floats, help="per-channel mean the network expects on [0, 1] inputs")
-    ext.add_argument("--std", type=_floats, help="per-channel std the network expects on [0, 1] inputs")
+    ext.add_argument("--mean", type=numbers, help="per-channel mean the network expects on [0, 1] inputs")
+    ext.add_argument("--std", type=numbers, help="per-channel std the network expects on [0, 1] inputs")
     p.add_argument("--manifest", required=True, help="data manifest JSON")
     p.add_argument("--attack", required=True, help="attack name (see volrob.attacks.available())")
     p.add_argument("--split", default="test", help="split to attack (default: test)")
@@ -68,18 +40,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, help="iterations")
     p.add_argument("--alpha", type=float, help="step size in 1/255 units")
     p.add_argument("--mask", choices=["brain", "none"], help="where the perturbation may act (default brain)")
-    p.add_argument("--param", dest="params", action="append", type=_param, default=[], metavar="KEY=VALUE",
+    p.add_argument("--param", dest="params", action="append", type=key_value, default=[], metavar="KEY=VALUE",
                    help="any other attack option, e.g. --param restarts=3 --param q_max=20 (repeatable)")
     p.add_argument("--gradient", choices=["exact", "autograd", "tiles"],
                    help="sliding-window gradient: exact (memory-bounded, default), autograd (naive) or tiles "
                         "(published protocol: non-overlapping ROI tiles)")
     p.add_argument("--seed", type=int, default=0, help="run seed; each case's attack seed derives from it")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--empty-policy", choices=["brats", "diagonal"], default="brats",
-                   help="scores when prediction or ground truth is empty (docs/metrics.md)")
     p.add_argument("--no-volumes", action="store_true", help="do not write adversarial volumes")
-    p.add_argument("--force", action="store_true", help="replace an existing results.csv in OUTDIR")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_scoring_options(p, replaces="results.csv")
     p.set_defaults(func=run)
 
 

@@ -4,14 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from volrob.evaluation.empty_policy import POLICIES
-
-
-def _roi(text: str) -> list[int]:
-    parts = text.replace(",", " ").split()
-    if len(parts) != 3 or not all(p.isdigit() and int(p) > 0 for p in parts):
-        raise argparse.ArgumentTypeError(f"expected three positive integers like 96,96,96, got {text!r}")
-    return [int(p) for p in parts]
+from volrob.cli.options import add_scoring_options, roi_size
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,18 +19,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--manifest", required=True, help="data manifest JSON")
     p.add_argument("--split", default="test", help="which split to evaluate (default: test)")
     p.add_argument("-o", "--out", required=True, help="output folder")
-    p.add_argument("--roi", type=_roi, help="sliding-window ROI, e.g. 96,96,96 (default: the checkpoint's)")
+    p.add_argument("--roi", type=roi_size, help="sliding-window ROI, e.g. 96,96,96 (default: the checkpoint's)")
     p.add_argument("--overlap", type=float, help="sliding-window overlap in [0, 1)")
     p.add_argument("--blend", choices=["gaussian", "constant"], help="window blending")
     p.add_argument("--sw-batch-size", type=int, help="windows per forward pass")
     p.add_argument("--stitch-on-cpu", action="store_true", help="stitch windows on the CPU to save GPU memory")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--empty-policy", choices=sorted(POLICIES), default="brats",
-                   help="values when prediction or ground truth is empty (see docs/metrics.md)")
     p.add_argument("--nsd-tolerance", type=float, default=1.0, help="surface Dice tolerance in mm")
     p.add_argument("--no-predictions", action="store_true", help="do not write predicted label maps")
-    p.add_argument("--force", action="store_true", help="replace an existing metrics.csv in OUTDIR")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_scoring_options(p, replaces="metrics.csv")
     p.set_defaults(func=run)
 
 
