@@ -117,6 +117,13 @@ def _no_collapse(cells: pd.DataFrame, t: SanityThresholds) -> SanityFlag:
                  "no untargeted gradient attack on an undefended model with a usable clean Dice")
 
 
+def _weaker_pairs(g: pd.DataFrame, key: str, tolerance: float) -> list[tuple[pd.Series, pd.Series]]:
+    """Pairs of cells (lo, hi) where ``hi`` has the larger ``key`` yet leaves Dice higher by more than ``tolerance``."""
+    g = g.sort_values(key)
+    return [(g.iloc[i], g.iloc[j]) for i in range(len(g)) for j in range(i + 1, len(g))
+            if g.iloc[j][key] > g.iloc[i][key] and g.iloc[j]["adversarial"] > g.iloc[i]["adversarial"] + tolerance]
+
+
 def _more_steps(cells: pd.DataFrame, t: SanityThresholds) -> SanityFlag:
     pool = cells[(cells["kind"] == "gradient") & cells["steps"].notna()].copy()
     pool["group"] = [_without(o, "steps", "alpha") for o in pool["options"]]
@@ -125,17 +132,12 @@ def _more_steps(cells: pd.DataFrame, t: SanityThresholds) -> SanityFlag:
         if g["steps"].nunique() < 2:
             continue
         applicable = True
-        g = g.sort_values("steps")
-        for i in range(len(g)):
-            for j in range(i + 1, len(g)):
-                lo, hi = g.iloc[i], g.iloc[j]
-                if hi["steps"] > lo["steps"] and hi["adversarial"] > lo["adversarial"] + t.tolerance:
-                    hits.append({"cells": [lo["cell"], hi["cell"]], "model": model, "attack": attack,
-                                 "steps": [int(lo["steps"]), int(hi["steps"])],
-                                 "adversarial": [float(lo["adversarial"]), float(hi["adversarial"])],
-                                 "text": f"{model}/{attack}: {int(hi['steps'])} steps give {t.region} Dice "
-                                         f"{hi['adversarial']:.3f} > {lo['adversarial']:.3f} with "
-                                         f"{int(lo['steps'])} steps"})
+        for lo, hi in _weaker_pairs(g, "steps", t.tolerance):
+            hits.append({"cells": [lo["cell"], hi["cell"]], "model": model, "attack": attack,
+                         "steps": [int(lo["steps"]), int(hi["steps"])],
+                         "adversarial": [float(lo["adversarial"]), float(hi["adversarial"])],
+                         "text": f"{model}/{attack}: {int(hi['steps'])} steps give {t.region} Dice "
+                                 f"{hi['adversarial']:.3f} > {lo['adversarial']:.3f} with {int(lo['steps'])} steps"})
     return _flag("more_steps_weaker", hits, applicable, "no attack run with different step counts")
 
 
@@ -179,17 +181,12 @@ def _budget_monotone(cells: pd.DataFrame, t: SanityThresholds) -> SanityFlag:
         if g["budget"].nunique() < 2:
             continue
         applicable = True
-        g = g.sort_values("budget")
-        for i in range(len(g)):
-            for j in range(i + 1, len(g)):
-                lo, hi = g.iloc[i], g.iloc[j]
-                if hi["budget"] > lo["budget"] and hi["adversarial"] > lo["adversarial"] + t.tolerance:
-                    hits.append({"cells": [lo["cell"], hi["cell"]], "model": model, "attack": attack,
-                                 "budget_key": key, "budget": [float(lo["budget"]), float(hi["budget"])],
-                                 "adversarial": [float(lo["adversarial"]), float(hi["adversarial"])],
-                                 "text": f"{model}/{attack}: {key}={hi['budget']:g} gives {t.region} Dice "
-                                         f"{hi['adversarial']:.3f} > {lo['adversarial']:.3f} at "
-                                         f"{key}={lo['budget']:g}"})
+        for lo, hi in _weaker_pairs(g, "budget", t.tolerance):
+            hits.append({"cells": [lo["cell"], hi["cell"]], "model": model, "attack": attack,
+                         "budget_key": key, "budget": [float(lo["budget"]), float(hi["budget"])],
+                         "adversarial": [float(lo["adversarial"]), float(hi["adversarial"])],
+                         "text": f"{model}/{attack}: {key}={hi['budget']:g} gives {t.region} Dice "
+                                 f"{hi['adversarial']:.3f} > {lo['adversarial']:.3f} at {key}={lo['budget']:g}"})
     return _flag("budget_not_monotone", hits, applicable, "no attack run at two budgets")
 
 
