@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import volrob.attacks as attacks
@@ -16,13 +16,15 @@ from volrob.attacks.registry import ATTACKS
 from volrob.attacks.threat import ThreatModel
 
 NAMES = attacks.available()
-FAST = {"steps": 2, "block": 8, "restarts": 1}  # cheap settings, passed only to attacks that take them
+FAST = {"steps": 2, "block": 8, "restarts": 1, "queries": 4}  # cheap settings, passed only to attacks that take them
 SETTINGS = settings(max_examples=5, deadline=None)
 
 
-def build(name: str, *, eps: float, norm: str, mask: str, seed: int) -> attacks.Attack:
+def build(name: str, *, eps: float | list[float], norm: str, mask: str, seed: int) -> attacks.Attack:
     """``create(name, ...)`` with the threat options and the cheap settings the attack's signature accepts."""
-    params = inspect.signature(ATTACKS.entry(name).builder).parameters
+    builder = ATTACKS.entry(name).builder
+    assume(norm in getattr(builder, "norms", ("linf", "l2")))  # e.g. query attacks that support only linf
+    params = inspect.signature(builder).parameters
     takes_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     cfg: dict[str, Any] = {k: v for k, v in FAST.items() if takes_all or k in params}
     if takes_all or "eps" in params:
@@ -114,3 +116,25 @@ def test_record_is_complete_and_serialisable(name: str, predictors: Any, inputs:
     delta = (attack.run(predictors["regions"], x, target).x_adv - x).flatten(1).double() * 255
     assert record["delta_linf"] == pytest.approx(delta.abs().amax(1).tolist(), abs=1e-4)
     assert record["delta_l2"] == pytest.approx(delta.norm(dim=1).tolist(), rel=1e-5)
+
+
+BUDGETED = [n for n in NAMES if "eps" in inspect.signature(ATTACKS.entry(n).builder).parameters]
+
+
+@pytest.mark.parametrize("name", BUDGETED)
+@SETTINGS
+@given(case=cases, eps=st.lists(st.sampled_from([0.0, 1.0, 4.0, 16.0, 64.0]), min_size=2, max_size=2))
+def test_per_sample_eps_budgets_and_batch_consistency(name: str, case: dict[str, Any], eps: list[float],
+                                                      predictors: Any, inputs: Any) -> None:
+    x, target = inputs(batch=2, mode=case["mode"], seed=case["data_seed"])
+    attack = build(name, eps=eps, norm=case["norm"], mask="brain", seed=case["seed"])
+    res = attack.run(predictors[case["mode"]], x, target)
+    delta = (res.x_adv - x).flatten(1).double()
+    norms = delta.abs().amax(1) if case["norm"] == "linf" else delta.norm(dim=1)
+    assert bool((norms <= torch.tensor(eps, dtype=torch.float64) / 255 + 1e-6).all()), (norms.tolist(), eps)
+    assert float(res.x_adv.min()) >= 0.0 and float(res.x_adv.max()) <= 1.0
+    assert res.record["threat"]["eps"] == eps
+    for i, e in enumerate(eps):
+        alone = build(name, eps=e, norm=case["norm"], mask="brain", seed=case["seed"])
+        torch.testing.assert_close(alone.run(predictors[case["mode"]], x[i:i + 1], target[i:i + 1]).x_adv,
+                                   res.x_adv[i:i + 1], atol=1e-7, rtol=0)

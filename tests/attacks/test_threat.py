@@ -61,3 +61,58 @@ def test_bad_threat_model(kw: dict, frag: str) -> None:
 def test_record_is_explicit() -> None:
     rec = ThreatModel(eps=8).to_dict()
     assert rec["eps"] == 8 and rec["eps_units"] == "1/255" and rec["norm"] == "linf" and rec["mask"] == "brain"
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_per_sample_projection_uses_each_radius(norm: str) -> None:
+    x = sample(3)
+    eps = (2.0, 50.0) if norm == "linf" else (20.0, 500.0)
+    t = ThreatModel(eps=eps, norm=norm, mask="none")
+    wild = x + torch.randn(x.shape, generator=torch.Generator().manual_seed(4))
+    out = t.project(x, wild, t.region(x))
+    for i, e in enumerate(eps):  # hand oracle: clamp to the cube, or rescale onto the ball, then the valid range
+        d = (wild[i] - x[i]).double()
+        r = e / 255
+        d = d.clamp(-r, r) if norm == "linf" else d * min(1.0, r / float(d.norm()))
+        torch.testing.assert_close(out[i].double(), (x[i].double() + d).clamp(0, 1), atol=1e-6, rtol=0)
+        alone = ThreatModel(eps=e, norm=norm, mask="none")
+        assert torch.equal(out[i:i + 1], alone.project(x[i:i + 1], wild[i:i + 1], alone.region(x[i:i + 1])))
+    same = ThreatModel(eps=(eps[0], eps[0]), norm=norm, mask="none")
+    scalar = ThreatModel(eps=eps[0], norm=norm, mask="none")
+    assert torch.equal(same.project(x, wild, same.region(x)), scalar.project(x, wild, scalar.region(x)))
+
+
+def test_for_sample_radii_and_batch_check() -> None:
+    t = ThreatModel(eps=[2, 4, 8], norm="l2", mask="none")
+    assert t.per_sample and not ThreatModel(eps=2).per_sample
+    assert t.for_sample(1) == ThreatModel(eps=4.0, norm="l2", mask="none") and t.for_sample(-1).eps == 8.0
+    assert t.for_sample(2).radius == pytest.approx(8 / 255)
+    scalar = ThreatModel(eps=3)
+    assert scalar.for_sample(5) is scalar
+    radii = t.radii(torch.zeros(3, 1, 2, 2, 2, dtype=torch.float64))
+    assert radii.shape == (3, 1, 1, 1, 1) and radii.flatten().tolist() == [2 / 255, 4 / 255, 8 / 255]
+    assert scalar.radii(torch.zeros(2, 1, 2, 2, 2)).flatten().tolist() == pytest.approx([3 / 255] * 2)
+    t.check_batch(3)
+    scalar.check_batch(7)
+    for call, frag in [(lambda: t.radius, "radius needs one"), (lambda: t.for_sample(3), "out of range"),
+                       (lambda: t.check_batch(2), "eps has 3 per-sample values but the batch has 2"),
+                       (lambda: t.radii(torch.zeros(4, 1, 2, 2, 2)), "eps has 3"),
+                       (lambda: t.project(sample(), sample(), t.region(sample())), "the batch has 2")]:
+        with pytest.raises(ConfigError, match=frag) as err:
+            call()
+        assert "\n" not in str(err.value)
+
+
+def test_per_sample_record_lists_eps() -> None:
+    rec = ThreatModel(eps=torch.tensor([1.0, 2.0])).to_dict()
+    assert rec["eps"] == [1.0, 2.0] and rec["eps_units"] == "1/255"
+    assert ThreatModel(eps=torch.tensor(3.0)).eps == 3.0  # a 0-D tensor is a scalar budget
+
+
+@pytest.mark.parametrize(("eps", "frag"), [([1.0, -1.0], r"eps\[1\] must be >= 0"), ([float("nan")], r"eps\[0\]"),
+                                           (torch.ones(2, 2), "1-D"), ([], "empty"), ([[1.0]], r"eps\[0\] must be a"),
+                                           (float("nan"), "eps must be >= 0"), ("8", "eps must be a number")])
+def test_bad_eps_is_a_one_line_config_error(eps: object, frag: str) -> None:
+    with pytest.raises(ConfigError, match=frag) as err:
+        ThreatModel(eps=eps)
+    assert "\n" not in str(err.value)

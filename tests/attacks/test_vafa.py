@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
 from volrob import models
 from volrob.attacks import available, create
+from volrob.attacks.frequency.dct import block_dct
 from volrob.attacks.frequency.soft_round import annealed_alpha, soft_round
 from volrob.attacks.frequency.vafa import Vafa2D, Vafa3D, quantise
+from volrob.attacks.losses import resolve_loss
+from volrob.attacks.threat import ThreatModel
 from volrob.errors import ConfigError
+from volrob.evaluation.ssim import ssim
 from volrob.inference.predictor import Predictor, SlidingWindowConfig
 
 
@@ -131,3 +137,77 @@ def test_bad_inputs(predictor, batch) -> None:  # type: ignore[no-untyped-def]
         Vafa3D(steps=1).run(predictor, x, target[:1])
     with pytest.raises(ConfigError, match="needs"):
         Vafa3D(steps=1, loss="ce").run(predictor, x, target)
+
+
+def _old_compress(attack: Vafa3D | Vafa2D, x: torch.Tensor, q: torch.Tensor, region: torch.Tensor,
+                  alpha: float | None, hard: bool) -> torch.Tensor:
+    """The straightforward composition (autograd through every step), the oracle for the fused path."""
+    xq = quantise(x, q, block=attack.block, dims=attack.dims, alpha=alpha, hard=hard, backend=attack.backend)
+    return (x + (xq - x) * region).clamp(attack.threat.clip_min, attack.threat.clip_max)
+
+
+def _old_optimise(attack: Vafa3D | Vafa2D, predictor, x: torch.Tensor, target: torch.Tensor):  # type: ignore[no-untyped-def]
+    """The attack as first written: per-sample steps with autograd through quantisation and ``ssim``."""
+    loss_fn = resolve_loss(attack.loss, predictor.output_mode)
+    outs, tables, losses = [], [], []
+    for i in range(x.shape[0]):
+        xi, ti = x[i:i + 1], target[i:i + 1]
+        region = attack.threat.region(xi)
+        q = torch.full_like(xi, attack.q_max)
+        for t in range(attack.steps):
+            q.requires_grad_(True)
+            x_adv = _old_compress(attack, xi, q, region, annealed_alpha(t, attack.steps, attack.alpha_start), False)
+            seg = loss_fn(predictor(x_adv), ti)
+            objective = seg - attack.ssim_weight * (1.0 - ssim(x_adv, xi))
+            (grad,) = torch.autograd.grad(objective.sum(), q)
+            q = (q.detach() + attack.step_size * grad.sign()).clamp(attack.q_min, attack.q_max)
+            losses.append(float(seg))
+        outs.append(_old_compress(attack, xi, q, region, None, True))
+        tables.append(q)
+    x_adv = torch.cat(outs)
+    return x_adv, torch.cat(tables), losses, ssim(x_adv, x).tolist()
+
+
+@pytest.mark.parametrize(("cls", "block", "shape", "mask", "clip"), [
+    (Vafa3D, 4, (2, 2, 8, 9, 7), "none", (0.0, 1.0)),  # ragged blocks on two axes
+    (Vafa3D, 5, (1, 3, 7, 6, 8), "brain", (0.2, 0.8)),  # region mask and clipping active
+    (Vafa2D, 3, (1, 2, 4, 7, 5), "brain", (0.1, 0.9)),
+])
+def test_fused_compress_matches_autograd(cls, block: int, shape: tuple[int, ...], mask: str,  # type: ignore[no-untyped-def]
+                                         clip: tuple[float, float]) -> None:
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(*shape, generator=g, dtype=torch.float64)
+    x[:, :, :1] = 0
+    attack = cls(block=block, threat=ThreatModel(mask=mask, clip_min=clip[0], clip_max=clip[1]))
+    region = attack.threat.region(x)
+    z = block_dct(x * 255.0, attack.block, attack.dims)
+    q = (5 + 15 * torch.rand(*shape, generator=g, dtype=torch.float64)).requires_grad_(True)
+    weights = torch.randn(*shape, generator=g, dtype=torch.float64)
+    for alpha in (0.3, 0.05):
+        new = attack._compress(x, z, q, region, alpha=alpha, hard=False)
+        old = _old_compress(attack, x, q, region, alpha, False)
+        assert float((new - old).detach().abs().max()) <= 1e-10
+        assert float((old - x).detach().abs().max()) > 0  # the case is not trivial
+        g_new = torch.autograd.grad((new * weights).sum(), q)[0]
+        g_old = torch.autograd.grad((old * weights).sum(), q)[0]
+        assert float((g_new - g_old).abs().max()) <= 1e-10 * max(1.0, float(g_old.abs().max()))
+        assert float(g_old.abs().max()) > 0
+        assert torch.autograd.gradcheck(lambda t, a=alpha: attack._compress(x, z, t, region, alpha=a, hard=False),
+                                        (q,))
+    for alpha, hard in ((None, True), (None, False)):
+        with torch.no_grad():
+            assert float((attack._compress(x, z, q, region, alpha=alpha, hard=hard)
+                          - _old_compress(attack, x, q, region, alpha, hard)).abs().max()) <= 1e-10
+
+
+def test_matches_straightforward_attack(predictor, batch) -> None:  # type: ignore[no-untyped-def]
+    x, target = (t.double() for t in batch)
+    pred = Predictor(copy.deepcopy(predictor.network).double(), mean=[0.5] * 4, std=[0.25] * 4,
+                     window=SlidingWindowConfig(roi_size=(32, 32, 32)))
+    attack = Vafa3D(steps=3, block=16)
+    x_adv, q, record = attack.optimise(pred, x, target)
+    old_adv, old_q, old_losses, old_ssim = _old_optimise(attack, pred, x, target)
+    assert torch.equal(q, old_q) and float((x_adv - old_adv).abs().max()) <= 1e-10
+    per_step = [sum(old_losses[i::3]) / 2 for i in range(3)]
+    assert record["loss"] == pytest.approx(per_step, abs=1e-10)
+    assert record["ssim"] == pytest.approx(old_ssim, abs=1e-10)

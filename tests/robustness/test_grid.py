@@ -54,6 +54,18 @@ def test_expansion_and_stable_ids(files: tuple[Path, Path]) -> None:
     assert cell_id("m", "x", {}, None, None).count("__") == 2
 
 
+def test_per_attack_window_makes_its_own_cells(files: tuple[Path, Path]) -> None:
+    raw = _raw(*files, window={"sw_batch_size": 4})
+    raw["attacks"].append({"attack": "pgd", "options": {"steps": 2}, "eps": [8], "window": {"gradient": "tiles"}})
+    cells = expand_cells(parse_config(raw))
+    exact, tiles = cells[1], cells[3]
+    assert exact.options == tiles.options and exact.id != tiles.id
+    assert exact.window == {"sw_batch_size": 4} and tiles.window == {"sw_batch_size": 4, "gradient": "tiles"}
+    assert exact.id == expand_cells(parse_config(_raw(*files)))[1].id  # ids without a per-attack window unchanged
+    table = grid_mod.cell_table(parse_config(raw), cells)
+    assert json.loads(table["window"].iloc[3]) == tiles.window
+
+
 @pytest.mark.parametrize(("change", "match"), [
     (lambda r: r.pop("models"), "missing key 'models'"),
     (lambda r: r.update(seeds=1), "unknown key"),
@@ -76,6 +88,9 @@ def test_expansion_and_stable_ids(files: tuple[Path, Path]) -> None:
     (lambda r: r["attacks"][1].update(eps=None, sweep={"steps": 3}), r"attacks\[1\].sweep.steps"),
     (lambda r: r["attacks"].append({"attack": "fgsm", "eps": [4]}), "appear twice"),
     (lambda r: r.update(empty_policy="nope"), "empty_policy"),
+    (lambda r: r["attacks"][1].update(window={"gradient": "tile"}), r"attacks\[1\].window: .*gradient must be one of"),
+    (lambda r: r["attacks"][1].update(window={"roi": 3}), r"attacks\[1\].window: .*roi"),
+    (lambda r: r["attacks"][1].update(window="tiles"), r"attacks\[1\].window: expected a mapping"),
     (lambda r: r.update(sanity={"collapse_ratio": -1}), "sanity.collapse_ratio"),
 ])
 def test_bad_configs(files: tuple[Path, Path], tmp_path: Path, change: Any, match: str) -> None:
@@ -173,3 +188,20 @@ def test_grid_run_resume_and_mismatch(tiny_checkpoint: Path, synth_manifest: Pat
     assert "SANITY FLAG" in text or "sanity checks: all clear" in text
     args = parser.parse_args(["robustness", str(cfg_path), "-o", str(out), "--quiet", "--fail-on-flags"])
     assert args.func(args) == (1 if any(f.raised for f in res.flags) else 0)
+
+
+def test_cell_window_reaches_the_attack_run(tiny_checkpoint: Path, synth_manifest: Path, tmp_path: Path) -> None:
+    raw = _raw(synth_manifest, tiny_checkpoint)
+    raw["attacks"] = [{"attack": "pgd", "options": {"steps": 2}, "eps": [8], "window": {"gradient": "tiles"}}]
+    seen: list[Any] = []
+
+    class Stop(Exception):
+        pass
+
+    def record(*args: Any, **kwargs: Any) -> Any:
+        seen.append(kwargs["window"])
+        raise Stop
+
+    with pytest.raises(Stop):
+        run_grid(parse_config(raw), tmp_path / "out", progress=False, run_cell=record)
+    assert seen == [{"gradient": "tiles"}]

@@ -14,12 +14,12 @@ from volrob.robustness.sanity import CHECKS, SanityThresholds, format_flags, run
 
 def _cell(cell: str, attack: str = "pgd", *, model: str = "m", kind: str = "gradient", budget: float = 8.0,
           steps: float = 10.0, clean: float = 0.8, adv: float = 0.1, linf: float = 8.0, defended: bool = False,
-          targeted: bool = False, key: str = "eps", **options: Any) -> dict[str, Any]:
+          targeted: bool = False, key: str = "eps", window: str = "{}", **options: Any) -> dict[str, Any]:
     opts = {key: budget, **options} | ({"steps": steps} if kind == "gradient" else {})
     return {"cell": cell, "model_label": model, "defended": defended, "attack": attack, "kind": kind,
             "targeted": targeted, "budget_key": key, "budget": budget, "eps": budget if key == "eps" else None,
             "steps": steps if kind == "gradient" else None, "options": json.dumps(opts, sort_keys=True),
-            "_clean": clean, "_adv": adv, "_linf": linf}
+            "window": window, "_clean": clean, "_adv": adv, "_linf": linf}
 
 
 def _tables(cells: list[dict[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -65,6 +65,25 @@ def test_no_collapse_at_max_budget() -> None:
     assert not _flags(defended)["no_collapse_at_max_budget"].applicable
     useless = [_cell("p8", clean=0.05, adv=0.05)]  # nothing to collapse: skipped, not raised
     assert not _flags(useless)["no_collapse_at_max_budget"].raised
+
+
+def test_no_collapse_expects_nothing_of_single_step_or_non_eps_budgets() -> None:
+    single = [_cell("f8", "fgsm", budget=8, steps=1, adv=0.7)]
+    assert not _flags(single)["no_collapse_at_max_budget"].applicable
+    vafa = [_cell("v20", "vafa3d", key="q_max", budget=20, steps=20, adv=0.7)]
+    assert not _flags(vafa)["no_collapse_at_max_budget"].applicable
+    mixed = [*single, *vafa, _cell("p8", budget=8, adv=0.7)]  # the iterative eps attack is still judged
+    assert _flags(mixed)["no_collapse_at_max_budget"].cells == ["p8"]
+
+
+def test_step_and_budget_groups_keep_window_settings_apart() -> None:
+    tiles = '{"gradient": "tiles"}'
+    steps = [_cell("s5", steps=5, adv=0.1), _cell("s20", steps=20, adv=0.3, window=tiles)]
+    assert not _flags(steps)["more_steps_weaker"].applicable
+    budgets = [_cell("p4", budget=4, adv=0.1), _cell("p8", budget=8, adv=0.3, window=tiles)]
+    assert not _flags(budgets)["budget_not_monotone"].applicable
+    same = [_cell("p4", budget=4, adv=0.1, window=tiles), _cell("p8", budget=8, adv=0.3, window=tiles)]
+    assert _flags(same)["budget_not_monotone"].raised
 
 
 def test_more_steps_weaker() -> None:

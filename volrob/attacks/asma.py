@@ -13,12 +13,14 @@ distance to the clean input in 1/255 units, averaged over elements so its weight
 The step is ``alpha * (1 + growth * IoU_t)``: it grows with the mean IoU between the current prediction and the
 target mask (foreground channels/classes present in either; 1 when none is). Directions and projection are those of
 :mod:`volrob.attacks.loop` (sign for L∞, unit L2 gradient for L2, then :meth:`ThreatModel.project`); ``alpha``
-defaults to ``eps / steps`` (1/255 units). Samples are attacked one at a time; there is no random start.
+defaults to ``eps / steps`` (1/255 units). Samples are attacked one at a time, each under its own budget when
+``eps`` is per sample; there is no random start.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -37,6 +39,7 @@ from volrob.attacks.registry import register_attack
 from volrob.attacks.threat import ThreatModel
 from volrob.attacks.voxel_losses import voxel_correct, voxel_loss
 from volrob.errors import ConfigError
+from volrob.inference.ensemble import reject_ensemble
 
 ASMA_LOSSES: tuple[str, ...] = ("logit", "ce")
 
@@ -103,9 +106,10 @@ class ASMA(Attack):
 
     targeted = True
 
-    def __init__(self, *, eps: float | None = None, norm: str | None = None, mask: str | None = None,
-                 threat: ThreatModel | None = None, steps: int = 20, alpha: float | None = None,
-                 growth: float = 1.0, l2_weight: float = 1e-3, loss: str = "logit", seed: int = 0) -> None:
+    def __init__(self, *, eps: float | Sequence[float] | None = None, norm: str | None = None,
+                 mask: str | None = None, threat: ThreatModel | None = None, steps: int = 20,
+                 alpha: float | None = None, growth: float = 1.0, l2_weight: float = 1e-3, loss: str = "logit",
+                 seed: int = 0) -> None:
         super().__init__(threat=build_threat(threat, eps, norm, mask), seed=seed)
         self.steps = check_steps(steps)
         self.alpha = None if alpha is None else check_positive("alpha", alpha)
@@ -116,9 +120,11 @@ class ASMA(Attack):
         self.loss = loss
 
     @property
-    def alpha_255(self) -> float:
-        """Base step in 1/255 units (the explicit ``alpha`` or ``eps / steps``)."""
-        return self.alpha if self.alpha is not None else self.threat.eps / max(self.steps, 1)
+    def alpha_255(self) -> float | list[float]:
+        """Base step in 1/255 units: the explicit ``alpha`` or ``eps / steps`` (a list for a per-sample ``eps``)."""
+        if self.alpha is not None:
+            return self.alpha
+        return self.per_sample_value(lambda: self.threat.eps / max(self.steps, 1))
 
     def params(self) -> dict[str, Any]:
         return {"steps": self.steps, "alpha": self.alpha_255, "alpha_units": "1/255", "growth": self.growth,
@@ -141,14 +147,17 @@ class ASMA(Attack):
         return grad / grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * (grad.ndim - 1)))
 
     def run(self, predictor: torch.nn.Module, x: torch.Tensor, target: torch.Tensor) -> AttackResult:
+        reject_ensemble(predictor, "asma")
         mode = output_mode_of(predictor)
         check_inputs(x, target, mode)
+        self.threat.check_batch(x.shape[0])
         t0 = time.perf_counter()
         x, target = x.detach(), target.detach()
         outs, histories, finals, ious, clean_ious, mults = [], [], [], [], [], []
         with eval_mode(predictor):
             for i in range(x.shape[0]):  # one sample at a time: batch-independent, one graph in memory
-                out = self._attack_sample(predictor, x[i:i + 1], target[i:i + 1], mode)
+                with self.sample_threat(i):
+                    out = self._attack_sample(predictor, x[i:i + 1], target[i:i + 1], mode)
                 for store, value in zip((outs, histories, finals, ious, clean_ious, mults), out, strict=True):
                     store.append(value)
         x_adv = torch.cat(outs)

@@ -3,6 +3,8 @@ input and a JSON-serialisable record of how it was made.
 
 Contract (tested for every registered attack):
 - ``x`` is ``(B, C, *spatial)`` in the ``[0, 1]`` attack space and is never modified in place;
+- a per-sample ``eps`` (see :class:`ThreatModel`) must have one value per sample of ``x``; each sample is attacked
+  under its own scalar budget (:meth:`Attack.sample_threat`), so it gives the same result as attacked alone;
 - ``x_adv`` stays in the threat set (budget, valid range, region) of the attack's :class:`ThreatModel`, except for
   attacks without a voxel budget (VAFA), which say so in their record;
 - the same seed gives the same ``x_adv``; a sample attacked alone equals the same sample attacked in a batch;
@@ -13,12 +15,16 @@ Contract (tested for every registered attack):
 from __future__ import annotations
 
 import abc
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import torch
 
 from volrob.attacks.threat import ThreatModel
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -45,6 +51,27 @@ class Attack(abc.ABC):
 
     def __call__(self, predictor: torch.nn.Module, x: torch.Tensor, target: torch.Tensor) -> AttackResult:
         return self.run(predictor, x, target)
+
+    @contextlib.contextmanager
+    def sample_threat(self, index: int) -> Iterator[ThreatModel]:
+        """Within the block ``self.threat`` is sample ``index``'s scalar-budget threat model; restored afterwards."""
+        full = self.threat
+        self.threat = full.for_sample(index)
+        try:
+            yield self.threat
+        finally:
+            self.threat = full
+
+    def per_sample_value(self, fn: Callable[[], T]) -> T | list[T]:
+        """``fn()`` for a scalar ``eps``; for a per-sample ``eps`` the list of ``fn()`` under each sample's budget
+        (how eps-derived parameters such as a default step size are recorded)."""
+        if not isinstance(self.threat.eps, tuple):
+            return fn()
+        out = []
+        for i in range(len(self.threat.eps)):
+            with self.sample_threat(i):
+                out.append(fn())
+        return out
 
     def params(self) -> dict[str, Any]:
         """The attack's own parameters (JSON-serialisable), recorded with every result."""

@@ -8,6 +8,8 @@ default equals when ``steps = 1.25 eps``. Pass ``alpha=1`` to reproduce that set
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from volrob.attacks.loop import IterativeAttack
 from volrob.attacks.losses import LossFn
 from volrob.attacks.registry import register_attack
@@ -20,8 +22,8 @@ class BIM(IterativeAttack):
 
     alpha_factor = 1.25
 
-    def __init__(self, *, eps: float | None = None, norm: str | None = None, mask: str | None = None,
-                 threat: ThreatModel | None = None, steps: int = 10, alpha: float | None = None,
-                 loss: str | LossFn = "auto", seed: int = 0) -> None:
+    def __init__(self, *, eps: float | Sequence[float] | None = None, norm: str | None = None,
+                 mask: str | None = None, threat: ThreatModel | None = None, steps: int = 10,
+                 alpha: float | None = None, loss: str | LossFn = "auto", seed: int = 0) -> None:
         super().__init__(eps=eps, norm=norm, mask=mask, threat=threat, steps=steps, alpha=alpha,
                          random_start=False, loss=loss, seed=seed)

@@ -3,6 +3,7 @@ the gradient divided by its L2 norm (L2), then projection to the threat set."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from volrob.attacks.loop import IterativeAttack
@@ -15,13 +16,14 @@ from volrob.attacks.threat import ThreatModel
 class FGSM(IterativeAttack):
     """Fast gradient sign method: one step of size eps."""
 
-    def __init__(self, *, eps: float | None = None, norm: str | None = None, mask: str | None = None,
-                 threat: ThreatModel | None = None, loss: str | LossFn = "auto", seed: int = 0) -> None:
+    def __init__(self, *, eps: float | Sequence[float] | None = None, norm: str | None = None,
+                 mask: str | None = None, threat: ThreatModel | None = None, loss: str | LossFn = "auto",
+                 seed: int = 0) -> None:
         super().__init__(eps=eps, norm=norm, mask=mask, threat=threat, steps=1, loss=loss, seed=seed)
 
     @property
-    def alpha_255(self) -> float:
-        return self.threat.eps
+    def alpha_255(self) -> float | list[float]:
+        return self.per_sample_value(lambda: self.threat.eps)
 
     def params(self) -> dict[str, Any]:
         out = super().params()

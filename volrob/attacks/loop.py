@@ -13,32 +13,46 @@ Design choices (all tested):
 - Only the gradient with respect to the input is computed (``torch.autograd.grad``); parameter ``.grad`` fields
   are never touched. The predictor runs in eval mode for the duration and its previous mode is restored.
 - ``eps`` and ``alpha`` are in 1/255 units of the ``[0, 1]`` attack space (see :mod:`volrob.attacks.threat`).
+- A per-sample ``eps`` is applied by attacking each sample under its own scalar-budget threat model
+  (:meth:`~volrob.attacks.base.Attack.sample_threat`): projection, random start and a default ``alpha`` follow that
+  sample's budget, an explicit ``alpha`` is the same for all, and the record lists the per-sample values.
+- Hooks :meth:`IterativeAttack.transform_input` (input diversity) and :meth:`IterativeAttack.transform_gradient`
+  (momentum) get a state dict that is fresh per sample and restart. An ensemble predictor
+  (:class:`~volrob.inference.ensemble.EnsemblePredictor`) is attacked through the weighted mean of the members'
+  objectives (:func:`~volrob.attacks.losses.member_mean`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import numbers
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
 
 from volrob.attacks.base import Attack, AttackResult
-from volrob.attacks.losses import LossFn, resolve_loss
+from volrob.attacks.losses import LossFn, member_mean, resolve_loss
 from volrob.attacks.threat import ThreatModel
 from volrob.errors import ConfigError
 
 
-def build_threat(threat: ThreatModel | None, eps: float | None, norm: str | None, mask: str | None) -> ThreatModel:
-    """``threat`` as given, or one built from ``eps``/``norm``/``mask`` (defaults 8, linf, brain); not both."""
+def build_threat(threat: ThreatModel | None, eps: float | Sequence[float] | torch.Tensor | None, norm: str | None,
+                 mask: str | None) -> ThreatModel:
+    """``threat`` as given, or one built from ``eps`` (a number or one per sample), ``norm``, ``mask`` (defaults 8,
+    linf, brain); not both."""
     if threat is not None:
         if any(v is not None for v in (eps, norm, mask)):
             raise ConfigError("attack: give either threat or eps/norm/mask, not both")
         if not isinstance(threat, ThreatModel):
             raise ConfigError(f"attack: threat must be a ThreatModel, got {type(threat).__name__}")
         return threat
-    return ThreatModel(eps=8.0 if eps is None else float(eps), norm=norm or "linf", mask=mask or "brain")
+    if eps is None:
+        eps = 8.0
+    elif isinstance(eps, numbers.Real) and not isinstance(eps, bool):
+        eps = float(eps)
+    return ThreatModel(eps=eps, norm=norm or "linf", mask=mask or "brain")
 
 
 @contextlib.contextmanager
@@ -115,9 +129,10 @@ class IterativeAttack(Attack):
 
     alpha_factor: float = 2.5
 
-    def __init__(self, *, eps: float | None = None, norm: str | None = None, mask: str | None = None,
-                 threat: ThreatModel | None = None, steps: int = 10, alpha: float | None = None,
-                 random_start: bool = False, restarts: int = 1, loss: str | LossFn = "auto", seed: int = 0) -> None:
+    def __init__(self, *, eps: float | Sequence[float] | None = None, norm: str | None = None,
+                 mask: str | None = None, threat: ThreatModel | None = None, steps: int = 10,
+                 alpha: float | None = None, random_start: bool = False, restarts: int = 1,
+                 loss: str | LossFn = "auto", seed: int = 0) -> None:
         super().__init__(threat=build_threat(threat, eps, norm, mask), seed=seed)
         self.steps = check_steps(steps)
         self.alpha = None if alpha is None else check_positive("alpha", alpha)
@@ -129,11 +144,12 @@ class IterativeAttack(Attack):
 
     # -- configuration ---------------------------------------------------------------------------------------
     @property
-    def alpha_255(self) -> float:
-        """Step size in 1/255 units (the explicit ``alpha`` or ``alpha_factor * eps / steps``)."""
+    def alpha_255(self) -> float | list[float]:
+        """Step size in 1/255 units: the explicit ``alpha``, or ``alpha_factor * eps / steps`` (a list for a
+        per-sample ``eps``; a number inside :meth:`sample_threat`, where the loop reads it)."""
         if self.alpha is not None:
             return self.alpha
-        return self.alpha_factor * self.threat.eps / max(self.steps, 1)
+        return self.per_sample_value(lambda: self.alpha_factor * self.threat.eps / max(self.steps, 1))
 
     def params(self) -> dict[str, Any]:
         loss = self.loss if isinstance(self.loss, str) else getattr(self.loss, "__name__", "callable")
@@ -154,6 +170,17 @@ class IterativeAttack(Attack):
         """Step size in the [0, 1] space for ``step`` of one sample (a float or a one-element tensor)."""
         return self.alpha_255 / 255.0
 
+    def transform_input(self, x_adv: torch.Tensor, target: torch.Tensor,
+                        state: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ``(input, target)`` pair the gradient step evaluates (identity here; input diversity overrides).
+        ``state`` is fresh for every restart of every sample and holds ``"restart"``."""
+        return x_adv, target
+
+    def transform_gradient(self, grad: torch.Tensor, state: dict[str, Any]) -> torch.Tensor:
+        """The masked gradient turned into the quantity whose direction is stepped along (identity here; momentum
+        overrides). ``state`` as in :meth:`transform_input`."""
+        return grad
+
     # -- the loop --------------------------------------------------------------------------------------------
     def direction(self, grad: torch.Tensor) -> torch.Tensor:
         """Steepest-ascent direction of unit norm in the threat model's norm (``grad`` is already masked)."""
@@ -163,10 +190,12 @@ class IterativeAttack(Attack):
         return grad / norms
 
     def random_init(self, x: torch.Tensor, region: torch.Tensor, restart: int) -> torch.Tensor:
-        """A random point of the threat set around ``x``; every sample gets the draw of seed ``(seed, restart)``."""
-        radius = self.threat.radius
+        """A random point of the threat set around ``x``; every sample gets the draw of seed ``(seed, restart)``
+        scaled to its own budget."""
+        self.threat.check_batch(x.shape[0])
         starts = []
-        for _ in range(x.shape[0]):
+        for i in range(x.shape[0]):
+            radius = self.threat.for_sample(i).radius
             gen = per_sample_generator(self.seed * 1000003 + restart)
             shape = (1, *x.shape[1:])
             if self.threat.norm == "linf":
@@ -182,13 +211,16 @@ class IterativeAttack(Attack):
     def run(self, predictor: torch.nn.Module, x: torch.Tensor, target: torch.Tensor) -> AttackResult:
         mode = output_mode_of(predictor)
         check_inputs(x, target, mode)
+        self.threat.check_batch(x.shape[0])
         self.prepare(mode)
+        self._objective = member_mean(self.objective, predictor)
         t0 = time.perf_counter()
         x, target = x.detach(), target.detach()
         outs, histories, finals = [], [], []
         with eval_mode(predictor):
             for i in range(x.shape[0]):  # one sample at a time: bitwise batch-independent, one graph in memory
-                x_adv, history, final = self._attack_sample(predictor, x[i:i + 1], target[i:i + 1])
+                with self.sample_threat(i):
+                    x_adv, history, final = self._attack_sample(predictor, x[i:i + 1], target[i:i + 1])
                 outs.append(x_adv)
                 histories.append(history)
                 finals.append(final)
@@ -207,19 +239,21 @@ class IterativeAttack(Attack):
         best, best_loss = x, float("nan")
         for restart in range(self.restarts):
             x_adv = self.random_init(x, region, restart) if self.random_start else x.clone()
+            state: dict[str, Any] = {"restart": restart}
             for step in range(self.steps):
                 x_adv.requires_grad_(True)
-                logits = predictor(x_adv)
-                loss = self.objective(logits, target, step)
+                x_in, target_in = self.transform_input(x_adv, target, state)
+                logits = predictor(x_in)
+                loss = self._objective(logits, target_in, step)
                 (grad,) = torch.autograd.grad(loss.sum(), x_adv)
-                alpha = self.step_alpha(step, logits.detach(), target)
+                alpha = self.step_alpha(step, logits.detach(), target_in)
                 alpha = float(alpha) if isinstance(alpha, float) else float(alpha.reshape(()))
                 history.append(float(loss.detach()))
                 with torch.no_grad():
-                    x_adv = self.threat.project(x, x_adv.detach() + sign * alpha * self.direction(grad * region),
-                                                region)
+                    ascent = self.transform_gradient(grad * region, state)
+                    x_adv = self.threat.project(x, x_adv.detach() + sign * alpha * self.direction(ascent), region)
             with torch.no_grad():
-                final = float(self.objective(predictor(x_adv), target, self.steps))
+                final = float(self._objective(predictor(x_adv), target, self.steps))
             better = final < best_loss if self.targeted else final > best_loss
             if restart == 0 or better:
                 best, best_loss = x_adv.detach(), final
@@ -232,9 +266,9 @@ class FixedObjectivePGD(IterativeAttack):
 
     alpha_factor = 2.5
 
-    def __init__(self, *, eps: float | None = None, norm: str | None = None, mask: str | None = None,
-                 threat: ThreatModel | None = None, steps: int = 20, alpha: float | None = None,
-                 random_start: bool = True, restarts: int = 1, seed: int = 0) -> None:
+    def __init__(self, *, eps: float | Sequence[float] | None = None, norm: str | None = None,
+                 mask: str | None = None, threat: ThreatModel | None = None, steps: int = 20,
+                 alpha: float | None = None, random_start: bool = True, restarts: int = 1, seed: int = 0) -> None:
         super().__init__(eps=eps, norm=norm, mask=mask, threat=threat, steps=steps, alpha=alpha,
                          random_start=random_start, restarts=restarts, seed=seed)
 

@@ -8,6 +8,8 @@ The L∞ start is uniform in the cube; the L2 start is a uniformly random direct
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from volrob.attacks.loop import IterativeAttack
 from volrob.attacks.losses import LossFn
 from volrob.attacks.registry import register_attack
@@ -20,8 +22,9 @@ class PGD(IterativeAttack):
 
     alpha_factor = 2.5
 
-    def __init__(self, *, eps: float | None = None, norm: str | None = None, mask: str | None = None,
-                 threat: ThreatModel | None = None, steps: int = 20, alpha: float | None = None,
-                 random_start: bool = True, restarts: int = 1, loss: str | LossFn = "auto", seed: int = 0) -> None:
+    def __init__(self, *, eps: float | Sequence[float] | None = None, norm: str | None = None,
+                 mask: str | None = None, threat: ThreatModel | None = None, steps: int = 20,
+                 alpha: float | None = None, random_start: bool = True, restarts: int = 1, loss: str | LossFn = "auto",
+                 seed: int = 0) -> None:
         super().__init__(eps=eps, norm=norm, mask=mask, threat=threat, steps=steps, alpha=alpha,
                          random_start=random_start, restarts=restarts, loss=loss, seed=seed)

@@ -30,9 +30,11 @@ class SlidingWindowConfig:
     ``gradient``: how the input gradient is formed over volumes larger than the ROI. ``exact`` (default): the
     autograd gradient of the blended output, recomputed window by window (memory of one window's graph; see
     :mod:`volrob.inference.windowed_grad`); ``autograd``: plain autograd through MONAI (keeps every window's graph);
-    ``tiles``: the anchors' protocol, non-overlapping ROI tiles each run on its own and not blended (this also
-    changes the forward output). ``amp``: on CUDA, run the network under bfloat16 autocast (stitching and the input
-    gradient stay float32); ignored on CPU.
+    ``tiles``: the anchors' protocol, non-overlapping ROI tiles each run on its own and not blended, used
+    whenever a graph to the input is recorded (the attack's forward); a forward without one (evaluation) is
+    MONAI's blended sliding window, so tile-crafted attacks are scored with overlapping windows as published.
+    ``amp``: on CUDA, run the network under bfloat16 autocast (stitching and the input gradient stay float32);
+    ignored on CPU.
     """
 
     roi_size: tuple[int, int, int] = (96, 96, 96)
@@ -106,10 +108,11 @@ class Predictor(nn.Module):
         if tuple(x.shape[2:]) == tuple(w.roi_size):
             return self._net(self.normalise(x))
         stitch = torch.device(w.stitch_device) if w.stitch_device else x.device
-        if w.gradient == "tiles":
+        records_grad = torch.is_grad_enabled() and x.requires_grad
+        if w.gradient == "tiles" and records_grad:
             plan = tile_plan(x.shape[2:], w.roi_size, device=x.device, stitch_device=stitch, dtype=x.dtype)
             return self._windowed(x, plan, stitch)
-        if w.gradient == "exact" and torch.is_grad_enabled() and x.requires_grad and not self.network.training:
+        if w.gradient == "exact" and records_grad and not self.network.training:
             plan = sliding_plan(x.shape[2:], w.roi_size, w.overlap, w.mode, device=x.device, stitch_device=stitch,
                                 dtype=x.dtype)
             return self._windowed(x, plan, stitch)

@@ -17,11 +17,9 @@ the training configs; grid.json records the resolved paths.
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import io
 import json
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,11 +36,11 @@ from volrob.errors import ConfigError
 from volrob.evaluation.empty_policy import get_policy
 from volrob.io import atomic_write_text
 from volrob.robustness.attack_run import attack_manifest
+from volrob.robustness.attack_spec import LABEL, AttackSpec, budgets, cell_id, check_attack
 from volrob.robustness.sanity import CELL_COLUMNS, SanityFlag, SanityThresholds, run_checks
 from volrob.utils.config import apply_overrides, build_dataclass, read_yaml, to_plain
 
 NOISE_ATTACKS = ("gaussian_noise",)
-_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 SUMMARY_COLUMNS = ["model_label", "attack", "cell", "budget_key", "budget", "eps", "region", "n", "clean_dice",
                    "adversarial_dice", "rel_dice_drop", "clean_hd95", "adversarial_hd95"]
 
@@ -54,16 +52,6 @@ class ModelSpec:
     name: str
     checkpoint: str
     defended: bool = False
-
-
-@dataclass
-class AttackSpec:
-    """One attack: fixed ``options`` plus either an ``eps`` list or a one-key ``sweep`` (or neither: one cell)."""
-
-    attack: str
-    options: dict[str, Any] = field(default_factory=dict)
-    eps: list[float] | None = None
-    sweep: dict[str, Any] | None = None
 
 
 @dataclass
@@ -92,6 +80,8 @@ class Cell:
     options: dict[str, Any]
     budget_key: str | None
     budget: Any
+    window: dict[str, Any] = field(default_factory=dict)
+    """Sliding-window overrides of this cell (the grid's, then the attack's)."""
 
 
 def _entries(raw: Any, key: str, cls: type, required: Sequence[str]) -> list[Any]:
@@ -126,7 +116,7 @@ def parse_config(data: dict[str, Any]) -> GridConfig:
     get_policy(cfg.empty_policy)
     labels = [m.name for m in cfg.models]
     for i, m in enumerate(cfg.models):
-        if not _LABEL.match(m.name) or "__" in m.name:
+        if not LABEL.match(m.name) or "__" in m.name:
             raise ConfigError(f"models[{i}].name: {m.name!r} must be letters, digits, '_', '.', '-' without '__'")
         if m.name in labels[:i]:
             raise ConfigError(f"models[{i}].name: {m.name!r} is used twice")
@@ -134,44 +124,9 @@ def parse_config(data: dict[str, Any]) -> GridConfig:
         if not Path(m.checkpoint).is_file():
             raise ConfigError(f"models[{i}].checkpoint: file does not exist: {m.checkpoint}")
     for i, a in enumerate(cfg.attacks):
-        _check_attack(a, f"attacks[{i}]")
+        check_attack(a, f"attacks[{i}]")
     expand_cells(cfg)  # ids must be unique
     return cfg
-
-
-def _check_attack(a: AttackSpec, where: str) -> None:
-    if "seed" in a.options:
-        raise ConfigError(f"{where}.options: give the seed at the top level, not as an attack option")
-    if a.eps is not None and a.sweep is not None:
-        raise ConfigError(f"{where}: give eps or sweep, not both")
-    if a.eps is not None and (not a.eps or "eps" in a.options):
-        raise ConfigError(f"{where}.eps: must be a non-empty list and eps must not also be in options")
-    if a.sweep is not None:
-        if len(a.sweep) != 1:
-            raise ConfigError(f"{where}.sweep: expected exactly one key, got {sorted(a.sweep)}")
-        ((key, values),) = a.sweep.items()
-        if not isinstance(values, list) or not values or key in a.options or key == "seed":
-            raise ConfigError(f"{where}.sweep.{key}: expected a non-empty list of values for a key not in options")
-    budgets = _budgets(a)
-    if len({json.dumps(v, sort_keys=True) for _, v in budgets}) != len(budgets):
-        raise ConfigError(f"{where}: budget values repeat")
-    for key, value in budgets:
-        opts = {**a.options, **({key: value} if key else {})}
-        try:
-            attacks.create(a.attack, **opts, seed=0)
-        except ConfigError as err:
-            raise ConfigError(f"{where}: {err}") from None
-        except (TypeError, ValueError) as err:
-            raise ConfigError(f"{where}: {a.attack} rejects options {opts}: {err}") from None
-
-
-def _budgets(a: AttackSpec) -> list[tuple[str | None, Any]]:
-    if a.eps is not None:
-        return [("eps", v) for v in a.eps]
-    if a.sweep is not None:
-        ((key, values),) = a.sweep.items()
-        return [(key, v) for v in values]
-    return [(None, None)]
 
 
 def load_grid_config(path: str | Path, overrides: Sequence[str] = ()) -> GridConfig:
@@ -183,27 +138,15 @@ def load_grid_config(path: str | Path, overrides: Sequence[str] = ()) -> GridCon
         raise ConfigError(str(err), path=path) from None
 
 
-def _token(value: Any) -> str:
-    text = f"{value:g}" if isinstance(value, float) else str(value)
-    return re.sub(r"[^A-Za-z0-9.-]+", "-", text)
-
-
-def cell_id(model: str, attack: str, options: dict[str, Any], budget_key: str | None, budget: Any) -> str:
-    """``<model>__<attack>[__<key><value>]__<8-hex hash of attack and full options>``: stable and readable."""
-    digest = hashlib.sha256(json.dumps({"attack": attack, "options": options}, sort_keys=True).encode())
-    parts = [model, attack] + ([f"{budget_key}{_token(budget)}"] if budget_key else []) + [digest.hexdigest()[:8]]
-    return "__".join(parts)
-
-
 def expand_cells(cfg: GridConfig) -> list[Cell]:
     """Every model × attack × budget, in config order; ids are unique."""
     cells = []
     for model in cfg.models:
         for a in cfg.attacks:
-            for key, value in _budgets(a):
+            for key, value in budgets(a):
                 opts = {**a.options, **({key: value} if key else {})}
-                cells.append(Cell(cell_id(model.name, a.attack, opts, key, value), model, a.attack, opts, key,
-                                  value))
+                cells.append(Cell(cell_id(model.name, a.attack, opts, key, value, a.window), model, a.attack, opts,
+                                  key, value, {**cfg.window, **a.window}))
     ids = [c.id for c in cells]
     dup = sorted({i for i in ids if ids.count(i) > 1})
     if dup:
@@ -228,7 +171,7 @@ def cell_state(cfg: GridConfig, cell: Cell, folder: Path, manifest_sha: str, che
         return "todo"
     want = _expected(cfg, cell, manifest_sha, checkpoint_sha)
     diff = sorted(k for k, v in want.items() if to_plain(run.get(k)) != to_plain(v))
-    diff += sorted(f"window.{k}" for k, v in cfg.window.items() if to_plain(run.get("window", {}).get(k)) != v)
+    diff += sorted(f"window.{k}" for k, v in cell.window.items() if to_plain(run.get("window", {}).get(k)) != v)
     if diff:
         raise ConfigError(f"cell {cell.id} was computed with other parameters ({', '.join(diff)}); delete that "
                           "folder or choose another output folder", path=folder)
@@ -249,7 +192,8 @@ def cell_table(cfg: GridConfig, cells: Sequence[Cell]) -> pd.DataFrame:
         rows.append({"cell": c.id, "model_label": c.model.name, "defended": c.model.defended, "attack": c.attack,
                      "kind": _kind(c.attack), "targeted": bool(atk.targeted), "budget_key": c.budget_key,
                      "budget": _number(c.budget), "eps": _number(eps), "steps": _number(steps),
-                     "options": json.dumps(c.options, sort_keys=True)})
+                     "options": json.dumps(c.options, sort_keys=True),
+                     "window": json.dumps(c.window, sort_keys=True)})
     return pd.DataFrame(rows, columns=CELL_COLUMNS)
 
 
@@ -304,7 +248,7 @@ def run_grid(cfg: GridConfig, out_dir: str | Path, *, progress: bool = True,
             continue
         folder = out / "cells" / c.id
         run_cell(c.model.checkpoint, cfg.manifest, folder, attack=c.attack, attack_options=c.options,
-                 split=cfg.split, seed=cfg.seed, device=cfg.device, window=cfg.window or None,
+                 split=cfg.split, seed=cfg.seed, device=cfg.device, window=c.window or None,
                  empty_policy=cfg.empty_policy, nsd_tolerance_mm=cfg.nsd_tolerance_mm, save_volumes=False,
                  force=(folder / "results.csv").exists(), progress=False)
         computed.append(c.id)
@@ -327,7 +271,8 @@ def run_grid(cfg: GridConfig, out_dir: str | Path, *, progress: bool = True,
         frame.to_csv(buf, index=False)
         atomic_write_text(out / name, buf.getvalue())
     grid = {"config": to_plain(cfg), "cells": [{"id": c.id, "model": c.model.name, "attack": c.attack,
-                                                "options": c.options, "budget_key": c.budget_key,
+                                                "options": c.options, "window": c.window,
+                                                "budget_key": c.budget_key,
                                                 "budget": c.budget, "computed_now": c.id in computed}
                                                for c in cells]}
     atomic_write_text(out / "grid.json", json.dumps(grid, indent=2, default=str) + "\n")

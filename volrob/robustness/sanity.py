@@ -4,11 +4,12 @@ A raised flag does not prove anything is wrong; it says a number looks like grad
 and deserves a look. All comparisons use the mean Dice of one region (``region``, default WT) over the cases of a
 cell. Thresholds (all configurable, see :class:`SanityThresholds`):
 
-- ``no_collapse_at_max_budget``: for an undefended model, the largest budget of an untargeted gradient attack
-  leaves adversarial Dice above ``collapse_ratio`` (0.5) × clean Dice (skipped when clean Dice is below
-  ``min_clean_dice``, 0.1: nothing to collapse).
-- ``more_steps_weaker``: the same attack, model and options with more steps gives adversarial Dice higher by more
-  than ``tolerance`` (0.02) than with fewer steps.
+- ``no_collapse_at_max_budget``: for an undefended model, the largest ``eps`` of an untargeted *iterative*
+  gradient attack (more than one step) leaves adversarial Dice above ``collapse_ratio`` (0.5) × clean Dice
+  (skipped when clean Dice is below ``min_clean_dice``, 0.1: nothing to collapse). Single-step attacks (FGSM)
+  and budgets that are not an ``eps`` (VAFA's quantisation ``q_max``) carry no such expectation.
+- ``more_steps_weaker``: the same attack, model, options and sliding-window settings with more steps gives
+  adversarial Dice higher by more than ``tolerance`` (0.02) than with fewer steps.
 - ``noise_stronger_than_gradient``: Gaussian noise at the same eps gives adversarial Dice lower by more than
   ``tolerance`` than an untargeted gradient attack.
 - ``zero_gradient``: a gradient attack's per-step loss (plus its final loss) never changes by more than
@@ -18,7 +19,8 @@ cell. Thresholds (all configurable, see :class:`SanityThresholds`):
 
 Inputs are tidy: the combined result rows (columns ``cell``, ``region``, ``metric``, ``clean``, ``adversarial``,
 ``linf_255``), a cell table (one row per cell: ``cell``, ``model_label``, ``defended``, ``attack``, ``kind`` in
-gradient/noise, ``targeted``, ``budget_key``, ``budget``, ``eps``, ``steps``, ``options`` as canonical JSON) and
+gradient/noise, ``targeted``, ``budget_key``, ``budget``, ``eps``, ``steps``, ``options`` and ``window`` as
+canonical JSON) and
 each cell's loss histories (one list per case).
 """
 
@@ -37,7 +39,7 @@ from volrob.errors import ConfigError
 CHECKS = ("no_collapse_at_max_budget", "more_steps_weaker", "noise_stronger_than_gradient", "zero_gradient",
           "budget_not_monotone")
 CELL_COLUMNS = ["cell", "model_label", "defended", "attack", "kind", "targeted", "budget_key", "budget", "eps",
-                "steps", "options"]
+                "steps", "options", "window"]
 
 
 @dataclass
@@ -98,7 +100,8 @@ def _flag(name: str, hits: list[dict[str, Any]], applicable: bool, what: str) ->
 
 def _no_collapse(cells: pd.DataFrame, t: SanityThresholds) -> SanityFlag:
     pool = cells[(cells["kind"] == "gradient") & ~cells["targeted"] & ~cells["defended"]
-                 & cells["budget"].notna() & cells["clean"].notna()]
+                 & (cells["budget_key"] == "eps") & (cells["steps"] > 1) & cells["budget"].notna()
+                 & cells["clean"].notna()]
     hits, applicable = [], False
     for (model, attack, key), g in pool.groupby(["model_label", "attack", "budget_key"], sort=True):
         top = g[g["budget"] == g["budget"].max()]
@@ -114,7 +117,7 @@ def _no_collapse(cells: pd.DataFrame, t: SanityThresholds) -> SanityFlag:
                          "text": f"{model}/{attack} at {key}={best['budget']:g} keeps {t.region} Dice "
                                  f"{best['adversarial']:.3f} of clean {best['clean']:.3f} ({ratio:.0%})"})
     return _flag("no_collapse_at_max_budget", hits, applicable,
-                 "no untargeted gradient attack on an undefended model with a usable clean Dice")
+                 "no untargeted iterative eps-budget attack on an undefended model with a usable clean Dice")
 
 
 def _weaker_pairs(g: pd.DataFrame, key: str, tolerance: float) -> list[tuple[pd.Series, pd.Series]]:
@@ -126,7 +129,7 @@ def _weaker_pairs(g: pd.DataFrame, key: str, tolerance: float) -> list[tuple[pd.
 
 def _more_steps(cells: pd.DataFrame, t: SanityThresholds) -> SanityFlag:
     pool = cells[(cells["kind"] == "gradient") & cells["steps"].notna()].copy()
-    pool["group"] = [_without(o, "steps", "alpha") for o in pool["options"]]
+    pool["group"] = [_without(o, "steps", "alpha") + w for o, w in zip(pool["options"], pool["window"], strict=True)]
     hits, applicable = [], False
     for (model, attack, _), g in pool.groupby(["model_label", "attack", "group"], sort=True):
         if g["steps"].nunique() < 2:
@@ -175,7 +178,8 @@ def _zero_gradient(cells: pd.DataFrame, losses: Mapping[str, Sequence[Sequence[f
 
 def _budget_monotone(cells: pd.DataFrame, t: SanityThresholds) -> SanityFlag:
     pool = cells[cells["budget"].notna() & cells["kind"].isin(["gradient", "noise"])].copy()
-    pool["group"] = [_without(o, k) for o, k in zip(pool["options"], pool["budget_key"], strict=True)]
+    pool["group"] = [_without(o, k) + w
+                     for o, k, w in zip(pool["options"], pool["budget_key"], pool["window"], strict=True)]
     hits, applicable = [], False
     for (model, attack, key, _), g in pool.groupby(["model_label", "attack", "budget_key", "group"], sort=True):
         if g["budget"].nunique() < 2:

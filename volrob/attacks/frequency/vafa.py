@@ -15,10 +15,16 @@ window. There is no voxel-space ε: the record says ``eps: None`` and gives the 
 plus the achieved L∞/L2 distance (``delta_linf``/``delta_l2``, 1/255 units) and SSIM. The attack is
 deterministic (no randomness). Tables are optimised one sample at a time: the sign of near-zero gradients would
 otherwise depend on batched float arithmetic, so a sample's result is independent of the rest of its batch.
+
+Cost per step: ``DCT(255 x)`` and the clean image's SSIM statistics are computed once per sample; the map from
+``q`` to ``x_adv`` is one autograd node with an analytic backward (:class:`_Compress`) and the SSIM term keeps no
+graph (:class:`~volrob.evaluation.ssim.SSIMReference`), so a step adds a few full-volume passes to the network's
+forward and backward, not a full-volume autograd graph.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -27,13 +33,13 @@ import torch
 
 from volrob.attacks.base import Attack, AttackResult
 from volrob.attacks.frequency.dct import BACKENDS, block_dct, block_idct
-from volrob.attacks.frequency.soft_round import annealed_alpha, soft_round
+from volrob.attacks.frequency.soft_round import _check_alpha, annealed_alpha, soft_round
 from volrob.attacks.loop import delta_norms
 from volrob.attacks.losses import LossFn, resolve_loss
 from volrob.attacks.registry import register_attack
 from volrob.attacks.threat import ThreatModel
 from volrob.errors import ConfigError
-from volrob.evaluation.ssim import ssim
+from volrob.evaluation.ssim import SSIMReference
 
 SCALE = 255.0
 
@@ -48,6 +54,47 @@ def quantise(x: torch.Tensor, q: torch.Tensor, *, block: Sequence[int], dims: Se
     elif alpha is not None:
         z = soft_round(z, alpha)
     return block_idct(z * q, block, dims, backend=backend) / SCALE
+
+
+class _Compress(torch.autograd.Function):
+    """``q -> clip(x + (IDCT(soft_round(Z / q) q) / 255 - x) * region)`` with ``Z = DCT(255 x)`` precomputed.
+
+    The backward is analytic: clip passes the gradient where the blend lies in range, the adjoint of the
+    orthonormal block IDCT is the block DCT, and ``d(soft_round(u) q)/dq = soft_round(u) - soft_round'(u) u`` with
+    ``u = Z / q``. Only that factor and the in-range mask are kept for the backward.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, q: torch.Tensor, z: torch.Tensor, x: torch.Tensor, region: torch.Tensor,  # type: ignore[override]
+                alpha: float, attack: _Vafa) -> torch.Tensor:
+        _check_alpha(alpha)
+        k = math.log(2.0 / alpha - 1.0)
+        half_s = 0.5 / (1.0 - alpha)
+        w, factor = torch.empty_like(q), torch.empty_like(q)
+        for c in range(q.shape[1]):  # channel by channel: the temporaries are one channel's size
+            qc = q[:, c:c + 1]
+            u = z[:, c:c + 1] / qc
+            base = torch.floor(u)
+            t = (u - base).sub_(0.5).mul_(k).tanh_()
+            rounded = (t * half_s).add_(0.5).add_(base)  # soft_round(u)
+            del base
+            torch.mul(rounded, qc, out=w[:, c:c + 1])
+            t.mul_(t).neg_().add_(1.0).mul_(half_s * k).mul_(u)  # soft_round'(u) * u
+            torch.sub(rounded, t, out=factor[:, c:c + 1])
+            del u, t, rounded
+        out, inside = attack._blend(x, w, region, keep_mask=True)
+        ctx.attack = attack
+        ctx.save_for_backward(factor, inside, region)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
+        factor, inside, region = ctx.saved_tensors
+        attack = ctx.attack
+        g = grad_out * inside
+        g.mul_(region).div_(SCALE)
+        g = block_dct(g, attack.block, attack.dims, backend=attack.backend)
+        return g.mul_(factor), None, None, None, None, None
 
 
 def _positive_int(name: str, value: Any) -> int:
@@ -101,10 +148,21 @@ class _Vafa(Attack):
                          "budget": f"quantisation q in [{self.q_min:g}, {self.q_max:g}] (1/255 units)"}
         return out
 
-    def _compress(self, x: torch.Tensor, q: torch.Tensor, region: torch.Tensor, *, alpha: float | None,
-                  hard: bool) -> torch.Tensor:
-        xq = quantise(x, q, block=self.block, dims=self.dims, alpha=alpha, hard=hard, backend=self.backend)
-        return (x + (xq - x) * region).clamp(self.threat.clip_min, self.threat.clip_max)
+    def _blend(self, x: torch.Tensor, w: torch.Tensor, region: torch.Tensor, *,
+               keep_mask: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``clip(x + (IDCT(w) / 255 - x) * region)`` and, if ``keep_mask``, where the clip passes gradients."""
+        y = block_idct(w, self.block, self.dims, backend=self.backend).div_(SCALE).sub_(x).mul_(region).add_(x)
+        inside = (y >= self.threat.clip_min) & (y <= self.threat.clip_max) if keep_mask else None
+        return y.clamp_(self.threat.clip_min, self.threat.clip_max), inside
+
+    def _compress(self, x: torch.Tensor, z: torch.Tensor, q: torch.Tensor, region: torch.Tensor, *,
+                  alpha: float | None, hard: bool) -> torch.Tensor:
+        """``x_adv`` from the tables ``q`` and ``z = DCT(255 x)``; soft rounding (``alpha``) is differentiable in q."""
+        if not hard and alpha is not None:
+            return _Compress.apply(q, z, x, region, alpha, self)
+        with torch.no_grad():
+            w = torch.round(z / q).mul_(q) if hard else z.clone()
+            return self._blend(x, w, region)[0]
 
     def _per_sample_loss(self, loss_fn: LossFn, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return torch.stack([loss_fn(logits[i:i + 1], target[i:i + 1]) for i in range(logits.shape[0])])
@@ -125,37 +183,38 @@ class _Vafa(Attack):
         q = torch.cat([p[1] for p in parts])
         losses = [sum(v) / len(parts) for v in zip(*[p[2] for p in parts], strict=True)]
         objectives = [sum(v) / len(parts) for v in zip(*[p[3] for p in parts], strict=True)]
-        region = self.threat.region(x)
+        quality = torch.cat([p[4] for p in parts])
         with torch.no_grad():
-            x_adv = self._compress(x, q, region, alpha=None, hard=True)
             final = self._per_sample_loss(loss_fn, predictor(x_adv), target)
-            quality = ssim(x_adv, x)
         record = {**self.describe(), "loss": losses, "objective": objectives,
                   "final_loss": [float(v) for v in final], **delta_norms(x, x_adv), "ssim": quality.tolist(),
                   "q_mean": q.flatten(1).mean(dim=1).tolist(), "seconds": time.perf_counter() - start}
         return x_adv.detach(), q.detach(), record
 
-    def _optimise_one(self, predictor: torch.nn.Module, loss_fn: LossFn, x: torch.Tensor,
-                      target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[float], list[float]]:
-        """Optimise the tables of one sample; returns its soft-rounded ``x_adv``, tables and per-step losses."""
+    def _optimise_one(self, predictor: torch.nn.Module, loss_fn: LossFn, x: torch.Tensor, target: torch.Tensor
+                      ) -> tuple[torch.Tensor, torch.Tensor, list[float], list[float], torch.Tensor]:
+        """Optimise the tables of one sample; returns its hard-rounded ``x_adv``, tables, per-step losses and
+        objectives, and the SSIM of ``x_adv``."""
         region = self.threat.region(x)
+        z = block_dct(x * SCALE, self.block, self.dims, backend=self.backend)  # constant across steps
+        reference = SSIMReference(x)
         q = torch.full_like(x, self.q_max)
-        x_adv = x
         losses: list[float] = []
         objectives: list[float] = []
         for t in range(self.steps):
             alpha = annealed_alpha(t, self.steps, self.alpha_start)
             q.requires_grad_(True)
-            x_adv = self._compress(x, q, region, alpha=alpha, hard=False)
+            x_adv = self._compress(x, z, q, region, alpha=alpha, hard=False)
             seg = self._per_sample_loss(loss_fn, predictor(x_adv), target)
             objective = seg
             if self.ssim_weight > 0:
-                objective = seg - self.ssim_weight * (1.0 - ssim(x_adv, x))
+                objective = seg - self.ssim_weight * (1.0 - reference(x_adv))
             (grad,) = torch.autograd.grad(objective.sum(), q)
             q = (q.detach() + self.step_size * grad.sign()).clamp(self.q_min, self.q_max)
             losses.append(float(seg.detach().mean()))
             objectives.append(float(objective.detach().mean()))
-        return x_adv.detach(), q.detach(), losses, objectives
+        x_adv = self._compress(x, z, q, region, alpha=None, hard=True)
+        return x_adv, q, losses, objectives, reference.value_and_grad(x_adv, need_grad=False)[0]
 
     def run(self, predictor: torch.nn.Module, x: torch.Tensor, target: torch.Tensor) -> AttackResult:
         x_adv, _, record = self.optimise(predictor, x, target)

@@ -1,0 +1,89 @@
+"""scripts/attack_table.py on the tiny fixtures: checks agree with the raw results, matched noise, resume, errors."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from types import ModuleType
+
+import pandas as pd
+import pytest
+import yaml
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "attack_table.py"
+
+
+def _script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("attack_table_script", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _config(path: Path, manifest: Path, checkpoint: Path) -> Path:
+    path.write_text(yaml.safe_dump({
+        "seed": 0, "split": "train", "manifest": str(manifest),
+        "models": [{"name": "tiny", "checkpoint": str(checkpoint)}],
+        "attacks": [{"attack": "gaussian_noise", "eps": [8]},
+                    {"attack": "pgd", "options": {"steps": 2}, "eps": [8]},
+                    {"attack": "pgd", "options": {"steps": 2}, "eps": [8], "window": {"gradient": "tiles"}},
+                    {"attack": "vafa3d", "options": {"steps": 2, "block": 8}, "sweep": {"q_max": [30]}}],
+    }))
+    return path
+
+
+def _wt(results: pd.DataFrame, cell: str) -> pd.Series:
+    rows = results[(results.cell == cell) & (results.metric == "dice") & (results.region == "WT")]
+    return rows.set_index("case")["adversarial"]
+
+
+def test_table_checks_match_raw_results_and_resume(tiny_checkpoint: Path, synth_manifest: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    script = _script()
+    cfg = _config(tmp_path / "grid.yaml", synth_manifest, tiny_checkpoint)
+    out, doc = tmp_path / "out", tmp_path / "t.md"
+    argv = ["--config", str(cfg), "-o", str(out), "--doc", str(doc), "--steps", "2", "--quiet"]
+    assert script.main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    results = pd.read_csv(out / "results.csv")
+    cells = json.loads((out / "grid.json").read_text())["cells"]
+    by_name = {(c["attack"], c["window"].get("gradient", "exact")): c["id"] for c in cells if c["attack"] == "pgd"}
+    checks = {c["check"]: c for c in report["checks"]}
+    assert set(checks) == {"pgd_drop", "vafa_beats_matched_noise", "exact_at_least_tiles", "sanity_flags_clear"}
+
+    exact, tiles = by_name[("pgd", "exact")], by_name[("pgd", "tiles")]
+    e, t = _wt(results, exact), _wt(results, tiles)
+    assert checks["exact_at_least_tiles"]["passed"] == bool(e.mean() <= t.mean())
+    assert checks["exact_at_least_tiles"]["exact_wt"] == pytest.approx(e.mean())
+    wt = results[(results.cell == exact) & (results.metric == "dice") & (results.region == "WT")]
+    drop = (wt["clean"].mean() - wt["adversarial"].mean()) / wt["clean"].mean()
+    assert checks["pgd_drop"]["rel_drop"] == pytest.approx(drop) and checks["pgd_drop"]["passed"] == (drop >= 0.5)
+
+    # the matched noise cell exists and its SSIM equals the VAFA cell's (measured independently from the rows)
+    vafa = checks["vafa_beats_matched_noise"]
+    sigma = vafa["noise_sigma_255"]
+    noise = [c["id"] for c in cells if c["attack"] == "gaussian_noise" and c["options"]["eps"] == sigma]
+    assert len(noise) == 1 and sigma != 8
+    ssim = results.groupby(["cell", "case"])["ssim"].first().groupby("cell").mean()
+    assert ssim[noise[0]] == pytest.approx(ssim[vafa["cell"]], abs=2e-3)
+    assert vafa["passed"] == bool(_wt(results, vafa["cell"]).mean() < _wt(results, noise[0]).mean())
+
+    text = doc.read_text()
+    assert text.count("\n| ") == 2 + len(cells) and "## Checks" in text and "attack_table.py" in text
+
+    # a rerun computes nothing and gives the same table
+    first = pd.read_csv(out / "summary.csv")
+    assert script.main(argv) == 0
+    capsys.readouterr()
+    assert json.loads((out / "grid.json").read_text())["cells"] == [dict(c, computed_now=False) for c in cells]
+    pd.testing.assert_frame_equal(pd.read_csv(out / "summary.csv"), first)
+
+
+def test_bad_config_is_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "grid.yaml"
+    bad.write_text("seed: 0\n")
+    assert _script().main(["--config", str(bad), "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and str(bad) in err and "\n" not in err
