@@ -27,9 +27,9 @@ def _config(path: Path, manifest: Path, checkpoint: Path) -> Path:
         "seed": 0, "split": "train", "manifest": str(manifest),
         "models": [{"name": "tiny", "checkpoint": str(checkpoint)}],
         "attacks": [{"attack": "gaussian_noise", "eps": [8]},
-                    {"attack": "pgd", "options": {"steps": 2}, "eps": [8]},
-                    {"attack": "pgd", "options": {"steps": 2}, "eps": [8], "window": {"gradient": "tiles"}},
-                    {"attack": "vafa3d", "options": {"steps": 2, "block": 8}, "sweep": {"q_max": [30]}}],
+                    {"attack": "pgd", "options": {"steps": 1}, "eps": [8]},
+                    {"attack": "pgd", "options": {"steps": 1}, "eps": [8], "window": {"gradient": "tiles"}},
+                    {"attack": "vafa3d", "options": {"steps": 1, "block": 8}, "sweep": {"q_max": [30]}}],
     }))
     return path
 
@@ -44,7 +44,7 @@ def test_table_checks_match_raw_results_and_resume(tiny_checkpoint: Path, synth_
     script = _script()
     cfg = _config(tmp_path / "grid.yaml", synth_manifest, tiny_checkpoint)
     out, doc = tmp_path / "out", tmp_path / "t.md"
-    argv = ["--config", str(cfg), "-o", str(out), "--doc", str(doc), "--steps", "2", "--quiet"]
+    argv = ["--config", str(cfg), "-o", str(out), "--doc", str(doc), "--steps", "1", "--quiet"]
     assert script.main(argv) == 0
     report = json.loads(capsys.readouterr().out)
     results = pd.read_csv(out / "results.csv")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,3 +22,12 @@ def second_checkpoint(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFa
     path = tmp_path_factory.mktemp("second") / "second.pt"
     save_checkpoint(dataclasses.replace(ckpt, state_dict=state, training_state=None), path)
     return path
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """Tiny volumes: one intra-op thread is faster and immune to a busy machine; restored afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -17,8 +17,7 @@ from volrob.transfer.engine import TRANSFER_COLUMNS, run_transfer, transfer_cell
 def _raw(manifest: Path, a: Path, b: Path, **extra: Any) -> dict[str, Any]:
     return {"seed": 0, "split": "train", "manifest": str(manifest),
             "models": [{"name": "m1", "checkpoint": str(a)}, {"name": "m2", "checkpoint": str(b)}],
-            "attacks": [{"attack": "pgd", "options": {"steps": 2}, "eps": [4, 8]},
-                        {"attack": "fgsm", "eps": [8]}], **extra}
+            "attacks": [{"attack": "fgsm", "eps": [4, 8]}, {"attack": "gaussian_noise", "eps": [8]}], **extra}
 
 
 class _Counting:
@@ -81,7 +80,7 @@ def test_each_perturbation_crafted_once_and_scored_on_every_target(
 def test_kill_and_rerun_gives_the_uninterrupted_table(tiny_checkpoint: Path, second_checkpoint: Path,
                                                       synth_manifest: Path, tmp_path: Path) -> None:
     raw = _raw(synth_manifest, tiny_checkpoint, second_checkpoint)
-    raw["attacks"] = [{"attack": "pgd", "options": {"steps": 2}, "eps": [8]}]
+    raw["attacks"] = [{"attack": "fgsm", "eps": [8]}]
     cfg = parse_transfer_config(raw)
     full = run_transfer(cfg, tmp_path / "full", progress=False)
 
@@ -109,7 +108,7 @@ def test_bands_are_scored_and_partition_the_perturbation(tiny_checkpoint: Path, 
                                                          synth_manifest: Path, tmp_path: Path) -> None:
     raw = _raw(synth_manifest, tiny_checkpoint, second_checkpoint, bands={"edges": [0.0, 0.2, 1.0]},
                targets=["m2"], sources=["m1"])
-    raw["attacks"] = [{"attack": "pgd", "options": {"steps": 2}, "eps": [8]}]
+    raw["attacks"] = [{"attack": "fgsm", "eps": [8]}]
     cfg = parse_transfer_config(raw)
     res = run_transfer(cfg, tmp_path / "out", progress=False)
     bands = pd.read_csv(tmp_path / "out" / "bands.csv")
@@ -124,7 +123,7 @@ def test_cells_and_ensemble_sources(tiny_checkpoint: Path, second_checkpoint: Pa
     raw = _raw(synth_manifest, tiny_checkpoint, second_checkpoint,
                sources=["m1", "ens"], targets=["m1", "m2"])
     raw["models"].append({"name": "ens", "members": ["m2"]})
-    raw["attacks"] = [{"attack": "pgd", "options": {"steps": 1}, "eps": [8]}]
+    raw["attacks"] = [{"attack": "fgsm", "eps": [8]}]
     cfg = parse_transfer_config(raw)
     cells = transfer_cells(cfg)
     assert [c.source for c in cells] == ["m1", "ens"] and len({c.id for c in cells}) == 2
@@ -133,3 +132,33 @@ def test_cells_and_ensemble_sources(tiny_checkpoint: Path, second_checkpoint: Pa
     m2 = ens["source_sha256"].iloc[0]
     assert m2 == res.rows[res.rows.target == "m2"]["target_sha256"].iloc[0]
     assert not ens["white_box"].any()
+
+
+def test_command_writes_matrices_heatmaps_and_sanity(tiny_checkpoint: Path, second_checkpoint: Path,
+                                                     synth_manifest: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    import yaml
+
+    from volrob.cli.main import main
+
+    raw = _raw(synth_manifest, tiny_checkpoint, second_checkpoint, sources=["m1"],
+               bands={"edges": [0.0, 0.3, 1.0]})
+    raw["attacks"] = [{"attack": "fgsm", "eps": [8]}, {"attack": "gaussian_noise", "eps": [8]}]
+    cfg_path = tmp_path / "t.yaml"
+    cfg_path.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "out"
+    assert main(["transfer", str(cfg_path), "-o", str(out), "--quiet"]) == 0
+    text = capsys.readouterr().out
+    assert "crafted now" in text and "rows: source, columns: target" in text
+    matrices = pd.read_csv(out / "matrices.csv")
+    assert len(matrices) == 2 * 2 and set(matrices["target"]) == {"m1", "m2"}
+    assert sorted(p.name for p in (out / "heatmaps").iterdir()) == ["fgsm_eps_8.png", "gaussian_noise_eps_8.png"]
+    sanity = __import__("json").loads((out / "sanity.json").read_text())
+    assert sanity[0]["name"] == "blackbox_stronger_than_whitebox" and isinstance(sanity[0]["raised"], bool)
+    assert len(list((out / "bands").iterdir())) == 2 and (out / "bands_summary.csv").is_file()
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("manifest: x\n")
+    assert main(["transfer", str(bad), "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and str(bad) in err

@@ -27,7 +27,7 @@ from typing import Any
 from volrob.analysis.bands import check_edges
 from volrob.errors import ConfigError
 from volrob.evaluation.empty_policy import get_policy
-from volrob.robustness.attack_spec import LABEL, AttackSpec, check_attack
+from volrob.robustness.attack_spec import LABEL, AttackSpec, budgets, cell_id, check_attack
 from volrob.utils.config import apply_overrides, build_dataclass, read_yaml
 
 
@@ -166,7 +166,36 @@ def parse_transfer_config(data: dict[str, Any]) -> TransferConfig:
         raise ConfigError(f"success_drop must be in (0, 1], got {cfg.success_drop}")
     if not cfg.tolerance >= 0:
         raise ConfigError(f"tolerance must be >= 0, got {cfg.tolerance}")
+    transfer_cells(cfg)  # ids must be unique
     return cfg
+
+
+@dataclass(frozen=True)
+class TransferCell:
+    """One (source, attack, budget): ``id`` names its folder; ``window`` are its crafting window overrides."""
+
+    id: str
+    source: str
+    attack: str
+    options: dict[str, Any]
+    budget_key: str | None
+    budget: Any
+    window: dict[str, Any] = field(default_factory=dict)
+
+
+def transfer_cells(cfg: TransferConfig) -> list[TransferCell]:
+    """Every source × attack × budget, in config order."""
+    out = []
+    for source in cfg.source_names:
+        for a in cfg.attacks:
+            for key, value in budgets(a):
+                opts = {**a.options, **({key: value} if key else {})}
+                out.append(TransferCell(cell_id(source, a.attack, opts, key, value, a.window), source, a.attack,
+                                        opts, key, value, {**cfg.window, **a.window}))
+    ids = [c.id for c in out]
+    if len(set(ids)) != len(ids):
+        raise ConfigError("attacks: the same attack and options appear twice")
+    return out
 
 
 def load_transfer_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> TransferConfig:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +36,9 @@ from volrob.inference.ensemble import EnsemblePredictor
 from volrob.inference.segment import predict_regions, to_source_grid
 from volrob.io import atomic_write_text
 from volrob.robustness.attack_run import case_seed, degradation
-from volrob.robustness.attack_spec import budgets, cell_id
 from volrob.robustness.model_source import ModelSource
 from volrob.robustness.perturbation import perturbation_stats
-from volrob.transfer.config import TransferConfig
+from volrob.transfer.config import TransferCell, TransferConfig, transfer_cells
 from volrob.transfer.store import TransferStore
 from volrob.utils.config import to_plain
 from volrob.utils.runtime import environment, resolve_device
@@ -51,34 +50,6 @@ TRANSFER_COLUMNS = [
 ]
 BAND_COLUMNS = ["source", "target", "white_box", "attack", "cell", "budget_key", "budget", "case", "band",
                 "energy_fraction", "region", "metric", "clean", "adversarial", "degradation"]
-
-
-@dataclass(frozen=True)
-class TransferCell:
-    """One (source, attack, budget): ``id`` names its folder; ``window`` are its crafting window overrides."""
-
-    id: str
-    source: str
-    attack: str
-    options: dict[str, Any]
-    budget_key: str | None
-    budget: Any
-    window: dict[str, Any] = field(default_factory=dict)
-
-
-def transfer_cells(cfg: TransferConfig) -> list[TransferCell]:
-    """Every source × attack × budget, in config order."""
-    out = []
-    for source in cfg.source_names:
-        for a in cfg.attacks:
-            for key, value in budgets(a):
-                opts = {**a.options, **({key: value} if key else {})}
-                out.append(TransferCell(cell_id(source, a.attack, opts, key, value, a.window), source, a.attack,
-                                        opts, key, value, {**cfg.window, **a.window}))
-    ids = [c.id for c in out]
-    if len(set(ids)) != len(ids):
-        raise ConfigError("attacks: the same attack and options appear twice")
-    return out
 
 
 @dataclass

@@ -30,7 +30,9 @@ class TransferOutputs:
 
 
 def _slug(*parts: Any) -> str:
-    return re.sub(r"[^A-Za-z0-9.-]+", "-", "_".join(str(p) for p in parts if p is not None and p == p)).strip("-")
+    """A file name from ``parts`` (missing parts skipped, floats as ``8`` not ``8.0``)."""
+    text = "_".join(f"{p:g}" if isinstance(p, float) else str(p) for p in parts if p is not None and p == p)
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")
 
 
 def _budget_text(key: Any, value: Any) -> str:
