@@ -195,11 +195,10 @@ def _mean(c, modality, region):
 def test_tumour_contrasts(cases):
     for c in cases:
         normal = c.mask & (c.seg == 0)
-        parenchyma = normal & np.isin(c.tissue, (T.WM, T.GM, T.DEEP_GM))
         wm = normal & (c.tissue == T.WM)
         ed, et, ncr = c.seg == 2, c.seg == 4, c.seg == 1
         assert _mean(c, "flair", ed) > _mean(c, "flair", wm)
-        assert _mean(c, "t2", ed) > _mean(c, "t2", parenchyma)
+        assert _mean(c, "t2", ed) > _mean(c, "t2", wm)  # oedema spreads mostly through white matter
         if et.any():
             assert _mean(c, "t1ce", et) > 1.3 * _mean(c, "t1ce", normal)
             if c.info["tumour"]["necrotic"]:

@@ -157,6 +157,24 @@ def test_command_writes_matrices_heatmaps_and_sanity(tiny_checkpoint: Path, seco
     assert sanity[0]["name"] == "blackbox_stronger_than_whitebox" and isinstance(sanity[0]["raised"], bool)
     assert len(list((out / "bands").iterdir())) == 2 and (out / "bands_summary.csv").is_file()
 
+    # the document renderer reads the finished run
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("transfer_doc", Path(__file__).parents[2] / "scripts" /
+                                                  "transfer_doc.py")
+    assert spec is not None and spec.loader is not None
+    doc_mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(doc_mod)
+    doc, figs = tmp_path / "docs" / "t.md", tmp_path / "docs" / "fig"
+    assert doc_mod.main(["--run", str(out), "--doc", str(doc), "--figures", str(figs)]) == 0
+    capsys.readouterr()
+    text = doc.read_text()
+    assert text.count("| source \\ target |") == 2 * 3 and "![fgsm eps=8 heatmaps](fig/fgsm_eps_8.png)" in text
+    assert {p.name for p in figs.iterdir()} == {"fgsm_eps_8.png", "gaussian_noise_eps_8.png", "spectrum.png"}
+    assert "Which DCT bands carry the attack" in text
+    assert doc_mod.main(["--run", str(tmp_path / "nothing"), "--doc", str(doc), "--figures", str(figs)]) == 2
+    assert "not a finished transfer run" in capsys.readouterr().err
+
     bad = tmp_path / "bad.yaml"
     bad.write_text("manifest: x\n")
     assert main(["transfer", str(bad), "-o", str(out)]) == 2

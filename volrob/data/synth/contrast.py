@@ -6,16 +6,19 @@ glioma protocols (as in BraTS):
 ========  =====  ====  ====  =======  =====  =====  ====  ====  ====  ======
 sequence  CSF    GM    WM    deep GM  skull  scalp  NCR   NET   ET    oedema
 ========  =====  ====  ====  =======  =====  =====  ====  ====  ====  ======
-T1        260    560   800   640      70     900    300   520   560   590
-T1ce      280    590   820   670      70     950    290   540   1500  610
-T2        1800   950   620   860      60     700    1900  1150  1150  1550
-FLAIR     160    720   560   660      50     600    520   1000  950   1300
+T1        260    560   800   640      70     900    300   560   600   660
+T1ce      280    590   820   670      70     950    290   580   1250  680
+T2        1800   950   620   860      60     700    1700  1000  1000  1150
+FLAIR     160    720   560   660      50     600    520   850   820   950
 ========  =====  ====  ====  =======  =====  =====  ====  ====  ====  ======
 
 T1: WM > GM > CSF, tumour core hypo-intense, oedema slightly hypo-intense. T1ce: as T1 but the enhancing rim is
 strongly hyper-intense and necrosis dark. T2: CSF brightest, GM > WM, oedema and tumour bright, necrosis very
-bright. FLAIR: CSF suppressed, oedema very bright, GM slightly above WM. Oedema is blended over the underlying
-tissue with the weight from :class:`~volrob.data.synth.tumour.Tumour` (strongest next to the core).
+bright. FLAIR: CSF suppressed, oedema bright, GM slightly above WM. Lesion-to-white-matter ratios stay moderate
+(FLAIR oedema about 1.7×, T2 about 1.9×, enhancing rim in T1ce about 1.5×), as in clinical scans rather than
+idealised phantoms. Oedema is blended over the underlying tissue with the weight from
+:class:`~volrob.data.synth.tumour.Tumour`: strongest next to the core and fading towards its labelled edge, so
+the whole-tumour boundary is ill-defined as in real FLAIR.
 
 Per case, every tissue's contrast is jittered by a few per cent and tissues get a smooth texture; tumour tissues
 are more heterogeneous than normal brain.
@@ -33,13 +36,13 @@ OEDEMA = -1
 
 INTENSITY: dict[str, dict[int, float]] = {
     "t1": {T.CSF: 260, T.GM: 560, T.WM: 800, T.DEEP_GM: 640, T.SKULL: 70, T.SCALP: 900,
-           T.NCR: 300, T.NET: 520, T.ET: 560, OEDEMA: 590},
+           T.NCR: 300, T.NET: 560, T.ET: 600, OEDEMA: 660},
     "t1ce": {T.CSF: 280, T.GM: 590, T.WM: 820, T.DEEP_GM: 670, T.SKULL: 70, T.SCALP: 950,
-             T.NCR: 290, T.NET: 540, T.ET: 1500, OEDEMA: 610},
+             T.NCR: 290, T.NET: 580, T.ET: 1250, OEDEMA: 680},
     "t2": {T.CSF: 1800, T.GM: 950, T.WM: 620, T.DEEP_GM: 860, T.SKULL: 60, T.SCALP: 700,
-           T.NCR: 1900, T.NET: 1150, T.ET: 1150, OEDEMA: 1550},
+           T.NCR: 1700, T.NET: 1000, T.ET: 1000, OEDEMA: 1150},
     "flair": {T.CSF: 160, T.GM: 720, T.WM: 560, T.DEEP_GM: 660, T.SKULL: 50, T.SCALP: 600,
-              T.NCR: 520, T.NET: 1000, T.ET: 950, OEDEMA: 1300},
+              T.NCR: 520, T.NET: 850, T.ET: 820, OEDEMA: 950},
 }
 TEXTURE: dict[int, float] = {T.CSF: 0.02, T.GM: 0.04, T.WM: 0.03, T.DEEP_GM: 0.04, T.SKULL: 0.1, T.SCALP: 0.08,
                              T.NCR: 0.12, T.NET: 0.1, T.ET: 0.12}

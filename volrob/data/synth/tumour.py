@@ -105,7 +105,8 @@ def _core(rng: np.random.Generator, d: np.ndarray, core: float, brain: np.ndarra
 
 def _oedema(rng: np.random.Generator, local: np.ndarray, solid: np.ndarray, brain: np.ndarray,
             margin: float) -> tuple[np.ndarray, np.ndarray]:
-    """Oedema mask over the box and its signal weight (strongest next to the core)."""
+    """Oedema mask over the box and its signal weight: 1 next to the core, fading linearly to 0.2 at the reach
+    (the labelled edge), so the boundary has little contrast, as in real FLAIR."""
     dist = ndi.distance_transform_edt(~solid)
     allowed = np.zeros(local.shape, dtype=np.float32)
     for code, mult in OEDEMA_REACH.items():
@@ -113,7 +114,7 @@ def _oedema(rng: np.random.Generator, local: np.ndarray, solid: np.ndarray, brai
     reach = margin * np.clip(1.0 + 0.45 * smooth_field(rng, local.shape, max(2.0, 0.35 * margin)), 0.2, None)
     reach *= allowed
     ed = brain & ~solid & (allowed > 0) & ((dist <= reach) | (dist <= 1.5))
-    weight = np.clip(1.0 - 0.45 * dist / np.maximum(reach, 1.0), 0.55, 1.0).astype(np.float32)
+    weight = np.clip(1.0 - 0.8 * dist / np.maximum(reach, 1.0), 0.2, 1.0).astype(np.float32)
     return ed, weight
 
 

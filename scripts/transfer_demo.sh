@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Transfer matrices on the synthetic demo data (docs/transfer_demo.md). Needs README command 1 first
+# (`bash scripts/demo.sh`: data in runs/demo/data and the UNet in runs/demo/unet). Trains the UNETR and the
+# Mamba-style model on the same data with the foundation's configs (skipped when their best.pt exists), runs
+# `volrob transfer configs/transfer/demo.yaml` (resumable) and renders the document.
+set -euo pipefail
+out="${1:-runs/demo}"
+seed="${SEED:-0}"
+start=$(date +%s)
+for model in unetr umamba; do
+  if [ ! -f "$out/$model/best.pt" ]; then
+    volrob train "configs/$model.yaml" --set "data.manifest=$out/data/manifest.json" \
+      --set "output_dir=$out/$model" --set "seed=$seed" --force
+  fi
+done
+volrob transfer configs/transfer/demo.yaml -o "$out/transfer" --set "seed=$seed" \
+  --set "manifest=$out/data/manifest.json" --set "models=[{name: unet, checkpoint: $out/unet/best.pt},
+  {name: unetr, checkpoint: $out/unetr/best.pt}, {name: umamba, checkpoint: $out/umamba/best.pt}]"
+python scripts/transfer_doc.py --run "$out/transfer" --doc docs/transfer_demo.md --figures docs/transfer
+echo "transfer demo finished in $(( $(date +%s) - start )) s"

@@ -1,0 +1,65 @@
+"""Dice vs queries figure for a query-based attack: mean metric over cases against the query budget (log x).
+
+Query count 0 is the clean input; a log axis has no place for it, so each model's clean mean is drawn as a
+dashed horizontal reference line in the colour of its curve.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from volrob.errors import ConfigError
+from volrob.report.figure import check_png_path, new_figure, save_png
+
+QUERY_PLOT_COLUMNS: tuple[str, ...] = ("model", "queries", "region", "metric", "value")
+METRIC_LABELS = {"dice": "Dice", "nsd": "NSD", "hd95": "HD95 (mm)"}
+
+
+def _selection(table: pd.DataFrame, region: str, metric: str) -> pd.DataFrame:
+    """The rows of ``region`` and ``metric`` with numeric, non-negative integer query counts and numeric values."""
+    what = "query_plot"
+    if not isinstance(table, pd.DataFrame):
+        raise ConfigError(f"{what}: table must be a pandas DataFrame, got {type(table).__name__}")
+    missing = [c for c in QUERY_PLOT_COLUMNS if c not in table.columns]
+    if missing:
+        raise ConfigError(f"{what}: table lacks column(s) {missing}")
+    sel = table[(table["region"] == region) & (table["metric"] == metric)]
+    if sel.empty:
+        raise ConfigError(f"{what}: no rows with region {region!r} and metric {metric!r}")
+    queries = pd.to_numeric(sel["queries"], errors="coerce")
+    if queries.isna().any() or (queries < 0).any() or (queries != np.floor(queries)).any():
+        raise ConfigError(f"{what}: column 'queries' must hold non-negative integers only")
+    values = pd.to_numeric(sel["value"], errors="coerce")
+    if values.isna().any():
+        raise ConfigError(f"{what}: column 'value' must hold numbers only")
+    return sel.assign(queries=queries.astype(int), value=values)
+
+
+def query_plot(table: pd.DataFrame, path: str | Path, *, region: str = "WT", metric: str = "dice") -> Path:
+    """Mean ``metric`` of ``region`` over cases against the number of queries (log x), one line per ``model``;
+    queries 0 (clean) is drawn as a dashed reference line. ``table`` has the columns of ``queries.csv``."""
+    sel = _selection(table, region, metric)
+    target = check_png_path(path, "query_plot")
+    fig = new_figure((7.0, 4.5))
+    ax = fig.add_subplot()
+    label = METRIC_LABELS.get(metric, metric)
+    for model in pd.unique(sel["model"]):
+        means = sel[sel["model"] == model].groupby("queries", sort=True)["value"].mean()
+        attacked = means[means.index > 0]
+        line = ax.plot(attacked.index.to_numpy(), attacked.to_numpy(), marker="o", markersize=4,
+                       label=f"{model}: attacked")[0] if not attacked.empty else None
+        if 0 in means.index:
+            colour = line.get_color() if line is not None else None
+            ax.axhline(float(means.loc[0]), linestyle="--", color=colour, alpha=0.8, label=f"{model}: clean")
+    ax.set_xscale("log")
+    if int(sel["queries"].max()) == 0:  # clean rows only: give the log axis a range
+        ax.set_xlim(1, 10)
+    ax.set_xlabel("queries to the model (log scale)")
+    ax.set_ylabel(f"mean {label}, {region}")
+    ax.set_title(f"{label} ({region}) vs queries of the black-box attack")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    return save_png(fig, target)
