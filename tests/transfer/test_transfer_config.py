@@ -62,6 +62,7 @@ def test_defaults_and_cells(files: tuple[Path, Path, Path]) -> None:
     (lambda r: r.update(bands={"edges": [0, 1]}), "bands.edges: need at least two bands"),
     (lambda r: r.update(bands={"edges": [0, 0.6, 0.5, 1]}), "bands.edges: .*strictly increasing"),
     (lambda r: r.update(empty_policy="nope"), "empty_policy"),
+    (lambda r: r.update(max_cases=0), "max_cases must be a positive integer"),
     (lambda r: r.update(manifest="nowhere.json"), "manifest: file does not exist"),
     (lambda r: r.update(seeds=1), "unknown key"),
 ])

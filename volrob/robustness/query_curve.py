@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 from tqdm import tqdm
@@ -57,7 +58,7 @@ def query_checkpoints(checkpoints: Sequence[int], queries: int) -> tuple[int, ..
     return cps if cps and cps[-1] == queries else (*cps, queries)
 
 
-def score_input(predictor: Predictor, inp: torch.Tensor, p: Preprocessed, gt: Any, spacing: Sequence[float],
+def score_input(predictor: Predictor, inp: torch.Tensor, p: Preprocessed, gt: np.ndarray, spacing: Sequence[float],
                 device: torch.device, *, nsd_tolerance_mm: float, policy: EmptyPolicy) -> list[dict[str, Any]]:
     """Region metrics of one preprocessed input ``(1, C, *spatial)`` on the source grid, against ``gt``."""
     regions = predict_regions(predictor, inp[0], device)

@@ -80,6 +80,8 @@ class TransferConfig:
     tolerance: float = 0.02
     """Black-box drop may exceed the white-box drop by this much before the sanity flag is raised."""
     bands: BandsConfig | None = None
+    max_cases: int | None = None
+    """Use only the first ``max_cases`` cases of the split (in manifest order), e.g. for a quick demo."""
 
     def model(self, name: str) -> TransferModel:
         return next(m for m in self.models if m.name == name)
@@ -166,6 +168,8 @@ def parse_transfer_config(data: dict[str, Any]) -> TransferConfig:
         raise ConfigError(f"success_drop must be in (0, 1], got {cfg.success_drop}")
     if not cfg.tolerance >= 0:
         raise ConfigError(f"tolerance must be >= 0, got {cfg.tolerance}")
+    if cfg.max_cases is not None and cfg.max_cases < 1:
+        raise ConfigError(f"max_cases must be a positive integer, got {cfg.max_cases}")
     transfer_cells(cfg)  # ids must be unique
     return cfg
 

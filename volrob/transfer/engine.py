@@ -123,7 +123,7 @@ def run_transfer(cfg: TransferConfig, out_dir: str | Path, *, progress: bool = T
     device = resolve_device(cfg.device)
     models = _Models(cfg, device)
     man = load_manifest(cfg.manifest)
-    cases = labelled_cases(man, cfg.split, models.modalities)
+    cases = labelled_cases(man, cfg.split, models.modalities)[:cfg.max_cases]
     cells = transfer_cells(cfg)
     crafted: list[tuple[str, str, str]] = []
     for case in tqdm(cases, desc="transfer", unit="case", disable=not progress, dynamic_ncols=True):
