@@ -45,6 +45,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gradient", choices=["exact", "autograd", "tiles"],
                    help="sliding-window gradient: exact (memory-bounded, default), autograd (naive) or tiles "
                         "(published protocol: non-overlapping ROI tiles)")
+    p.add_argument("--roi-crop", choices=["tumour", "centre"],
+                   help="plain ROI-crop protocol: attack and score only one ROI-sized crop per case, centred on the "
+                        "whole tumour or the volume centre (scores on the preprocessed grid)")
     p.add_argument("--seed", type=int, default=0, help="run seed; each case's attack seed derives from it")
     p.add_argument("--no-volumes", action="store_true", help="do not write adversarial volumes")
     add_scoring_options(p, replaces="results.csv")
@@ -70,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         model = args.checkpoint
     res = attack_manifest(model, args.manifest, args.out, attack=args.attack, attack_options=options,
                           split=args.split, seed=args.seed, device=args.device, empty_policy=args.empty_policy,
-                          window=window,
+                          window=window, roi_crop=args.roi_crop,
                           save_volumes=not args.no_volumes, force=args.force, progress=not args.quiet)
     n = res.rows["case"].nunique()
     print(f"{args.attack} on {n} case(s), split {args.split!r}; results in {res.out_dir / 'results.csv'}")

@@ -22,6 +22,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from volrob import attacks
+from volrob.attacks.base import AttackResult
 from volrob.data.cases import load_case
 from volrob.data.labels import canonical_to_regions
 from volrob.data.manifest import labelled_cases, load_manifest
@@ -35,6 +36,8 @@ from volrob.inference.segment import predict_regions, to_source_grid
 from volrob.io import atomic_write_text
 from volrob.robustness.model_source import ModelSource
 from volrob.robustness.perturbation import perturbation_stats
+from volrob.robustness.roi_crop import crop_box
+from volrob.robustness.scoring import score_on_source
 from volrob.utils.runtime import environment, resolve_device
 
 RESULT_COLUMNS = [
@@ -101,11 +104,13 @@ def attack_manifest(
     model: str | Path | ModelSource, manifest: str | Path, out_dir: str | Path, *, attack: str,
     attack_options: dict[str, Any] | None = None, split: str = "test", seed: int = 0, device: str = "auto",
     window: dict[str, Any] | None = None, empty_policy: str = "brats", nsd_tolerance_mm: float = 1.0,
-    save_volumes: bool = True, force: bool = False, progress: bool = True,
+    save_volumes: bool = True, force: bool = False, progress: bool = True, roi_crop: str | None = None,
 ) -> AttackRunResult:
     """Attack ``split`` of ``manifest`` with ``model`` (a checkpoint path or a :class:`ModelSource`); writes
     results.csv, summary.csv, run.json and (unless disabled) adversarial volumes. ``attack_options`` are the
-    attack's keyword options (e.g. eps, steps); ``window`` overrides a checkpoint's sliding-window settings."""
+    attack's keyword options (e.g. eps, steps); ``window`` overrides a checkpoint's sliding-window settings.
+    ``roi_crop`` (``"tumour"`` or ``"centre"``) switches to the plain ROI-crop protocol
+    (:mod:`volrob.robustness.roi_crop`): only that crop is attacked and scored, on the preprocessed grid."""
     out = Path(out_dir)
     if (out / "results.csv").exists() and not force:
         raise ConfigError("already holds results.csv; use --force to replace it or choose another output folder",
@@ -114,6 +119,8 @@ def attack_manifest(
     if "seed" in opts:
         raise ConfigError("give the seed as the run's seed, not as an attack option")
     attacks.create(attack, **opts, seed=seed)  # validate the configuration before any work
+    if roi_crop is not None:
+        crop_box((1, 1, 1), (1, 1, 1), roi_crop)  # validate the protocol before any work
     policy = get_policy(empty_policy)
     src = model if isinstance(model, ModelSource) else ModelSource.from_checkpoint(model, window)
     man = load_manifest(manifest)
@@ -128,19 +135,31 @@ def attack_manifest(
         p = preprocess(data.image, data.label, data.affine, src.preprocessing)
         x = p.image.as_tensor()[None].to(dev)
         lab = p.label.as_tensor()[None]  # type: ignore[union-attr]
+        box = (slice(None), slice(None)) + (crop_box(x.shape[2:], predictor.window.roi_size, roi_crop,
+                                                      canonical_to_regions(lab)[0, 1])
+                                             if roi_crop else ())
         target = canonical_to_regions(lab).float() if predictor.output_mode == "regions" else lab.long()
         atk = attacks.create(attack, **opts, seed=case_seed(seed, case.id))
         tic = time.perf_counter()
-        res = atk(predictor, x, target.to(dev))
+        res = atk(predictor, x[box], target[box].to(dev))
         seconds = time.perf_counter() - tic
-        gt = canonical_to_regions(data.label)
         scores = {}
-        for kind, inp in (("clean", x), ("adversarial", res.x_adv)):
-            regions = predict_regions(predictor, inp[0], dev)
-            on_source = to_source_grid(regions.float(), p, nearest=True) > 0.5
-            scores[kind] = case_metrics(on_source, gt, data.spacing, nsd_tolerance_mm=nsd_tolerance_mm,
-                                        empty_policy=policy)
-        pert = perturbation_stats(x, res.x_adv)[0]
+        if roi_crop:
+            gt_crop = canonical_to_regions(lab)[0][box[1:]]
+            for kind, inp in (("clean", x[box]), ("adversarial", res.x_adv)):
+                scores[kind] = case_metrics(predict_regions(predictor, inp[0], dev), gt_crop,
+                                            src.preprocessing.spacing, nsd_tolerance_mm=nsd_tolerance_mm,
+                                            empty_policy=policy)
+            x_adv_full = x.clone()
+            x_adv_full[box] = res.x_adv
+            pert = perturbation_stats(x[box], res.x_adv)[0]
+            res = AttackResult(x_adv_full, res.record)
+        else:
+            gt = canonical_to_regions(data.label)
+            for kind, inp in (("clean", x), ("adversarial", res.x_adv)):
+                scores[kind] = score_on_source(predictor, inp, p, gt, data.spacing, dev,
+                                               nsd_tolerance_mm=nsd_tolerance_mm, empty_policy=policy)
+            pert = perturbation_stats(x, res.x_adv)[0]
         desc = atk.describe()
         for c_row, a_row in zip(scores["clean"], scores["adversarial"], strict=True):
             drop, rel = degradation(c_row["metric"], c_row["value"], a_row["value"])
@@ -166,7 +185,8 @@ def attack_manifest(
     run = {
         "model": src.name, "checkpoint_sha256": src.sha256, "origin": src.origin,
         "manifest": str(manifest), "manifest_sha256": man.digest(), "split": split, "seed": seed,
-        "attack": attack, "attack_options": opts, "window": predictor.window.to_dict(), "preprocessing":
+        "attack": attack, "attack_options": opts, "window": predictor.window.to_dict(),
+        "protocol": f"roi_crop:{roi_crop}" if roi_crop else "volume", "preprocessing":
         src.preprocessing.to_dict(), "empty_policy": policy.name, "nsd_tolerance_mm": nsd_tolerance_mm,
         "device": str(dev), "environment": environment(), "records": records,
     }

@@ -28,12 +28,11 @@ from volrob.data.manifest import labelled_cases, load_manifest
 from volrob.data.preprocess import Preprocessed, preprocess
 from volrob.errors import ConfigError
 from volrob.evaluation.empty_policy import EmptyPolicy, get_policy
-from volrob.evaluation.metrics import case_metrics
 from volrob.inference.predictor import Predictor
-from volrob.inference.segment import predict_regions, to_source_grid
 from volrob.io import atomic_write_text
 from volrob.robustness.attack_run import case_seed
 from volrob.robustness.model_source import ModelSource
+from volrob.robustness.scoring import score_on_source
 from volrob.utils.runtime import environment, resolve_device
 
 ATTACK = "square3d"
@@ -61,9 +60,8 @@ def query_checkpoints(checkpoints: Sequence[int], queries: int) -> tuple[int, ..
 def score_input(predictor: Predictor, inp: torch.Tensor, p: Preprocessed, gt: np.ndarray, spacing: Sequence[float],
                 device: torch.device, *, nsd_tolerance_mm: float, policy: EmptyPolicy) -> list[dict[str, Any]]:
     """Region metrics of one preprocessed input ``(1, C, *spatial)`` on the source grid, against ``gt``."""
-    regions = predict_regions(predictor, inp[0], device)
-    on_source = to_source_grid(regions.float(), p, nearest=True) > 0.5
-    return case_metrics(on_source, gt, spacing, nsd_tolerance_mm=nsd_tolerance_mm, empty_policy=policy)
+    return score_on_source(predictor, inp, p, gt, spacing, device, nsd_tolerance_mm=nsd_tolerance_mm,
+                           empty_policy=policy)
 
 
 def query_curve(

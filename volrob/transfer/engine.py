@@ -31,13 +31,12 @@ from volrob.data.manifest import labelled_cases, load_manifest
 from volrob.data.preprocess import Preprocessed, preprocess
 from volrob.errors import ConfigError
 from volrob.evaluation.empty_policy import get_policy
-from volrob.evaluation.metrics import case_metrics
 from volrob.inference.ensemble import EnsemblePredictor
-from volrob.inference.segment import predict_regions, to_source_grid
 from volrob.io import atomic_write_text
 from volrob.robustness.attack_run import case_seed, degradation
 from volrob.robustness.model_source import ModelSource
 from volrob.robustness.perturbation import perturbation_stats
+from volrob.robustness.scoring import score_on_source
 from volrob.transfer.config import TransferCell, TransferConfig, transfer_cells
 from volrob.transfer.store import TransferStore
 from volrob.utils.config import to_plain
@@ -106,10 +105,8 @@ class _Models:
 
 def _score(predictor: torch.nn.Module, x: torch.Tensor, p: Preprocessed, gt: torch.Tensor, spacing: Any,
            cfg: TransferConfig, device: torch.device) -> list[dict[str, Any]]:
-    regions = predict_regions(predictor, x[0], device)  # type: ignore[arg-type]
-    on_source = to_source_grid(regions.float(), p, nearest=True) > 0.5
-    return case_metrics(on_source, gt, spacing, nsd_tolerance_mm=cfg.nsd_tolerance_mm,
-                        empty_policy=get_policy(cfg.empty_policy))
+    return score_on_source(predictor, x, p, gt, spacing, device, nsd_tolerance_mm=cfg.nsd_tolerance_mm,
+                           empty_policy=get_policy(cfg.empty_policy))
 
 
 def run_transfer(cfg: TransferConfig, out_dir: str | Path, *, progress: bool = True,

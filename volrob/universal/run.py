@@ -28,11 +28,10 @@ from volrob.data.manifest import labelled_cases, load_manifest
 from volrob.data.preprocess import preprocess
 from volrob.errors import ConfigError
 from volrob.evaluation.empty_policy import get_policy
-from volrob.evaluation.metrics import case_metrics
-from volrob.inference.segment import predict_regions, to_source_grid
 from volrob.io import atomic_write_bytes, atomic_write_text
 from volrob.robustness.attack_run import case_seed, degradation
 from volrob.robustness.model_source import ModelSource
+from volrob.robustness.scoring import score_on_source
 from volrob.universal.learn import learn_universal
 from volrob.universal.perturbation import apply_universal
 from volrob.utils.runtime import resolve_device
@@ -132,9 +131,7 @@ def universal_experiment(
             net = model.predictor.to(dev).eval()
             scores = {}
             for kind, inp in inputs.items():
-                regions = predict_regions(net, inp[0], dev)
-                on_source = to_source_grid(regions.float(), p, nearest=True) > 0.5
-                scores[kind] = case_metrics(on_source, gt, data.spacing, empty_policy=policy)
+                scores[kind] = score_on_source(net, inp, p, gt, data.spacing, dev, empty_policy=policy)
             for kind in PERTURBATIONS:
                 for c_row, a_row in zip(scores["clean"], scores[kind], strict=True):
                     drop, _ = degradation(c_row["metric"], c_row["value"], a_row["value"])
