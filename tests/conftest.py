@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 
 @pytest.fixture(scope="session")
@@ -32,3 +34,12 @@ def tiny_checkpoint(synth_manifest: Path, tmp_path_factory: pytest.TempPathFacto
         "inference": {"roi_size": [32, 32, 32], "overlap": 0.25, "sw_batch_size": 4},
     })
     return Trainer(cfg, progress=False).run().best_checkpoint
+
+
+@pytest.fixture()
+def one_thread() -> Iterator[None]:
+    """One intra-op thread for the test (tiny tensors: faster and immune to a busy machine); restored after."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

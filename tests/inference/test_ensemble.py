@@ -3,7 +3,6 @@ ensembles equal the member, unsupported attacks and bad configurations are one-l
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,11 +20,8 @@ ROI = (16, 16, 16)
 
 
 @pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_thread: None) -> None:
+    """Every test here runs with one intra-op thread (see the root conftest)."""
 
 
 def _member(mode: str, seed: int, *, in_channels: int = 4, out_channels: int | None = None) -> Predictor:

@@ -24,6 +24,7 @@ from volrob.evaluation.metrics import case_metrics
 from volrob.inference.predictor import Predictor
 from volrob.inference.segment import predict_regions, to_source_grid
 from volrob.robustness import query_curve as qc
+from volrob.robustness import scoring
 from volrob.robustness.attack_run import case_seed
 from volrob.robustness.model_source import ModelSource
 
@@ -51,7 +52,7 @@ class Run:
 @pytest.fixture(scope="module")
 def run(tiny_checkpoint: Path, synth_manifest: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     calls = Calls()
-    forward, predict = Predictor.forward, qc.predict_regions
+    forward, predict = Predictor.forward, scoring.predict_regions
 
     def counting_forward(self: Predictor, x: torch.Tensor) -> torch.Tensor:
         calls.grad_enabled.append(torch.is_grad_enabled())
@@ -71,7 +72,7 @@ def run(tiny_checkpoint: Path, synth_manifest: Path, tmp_path_factory: pytest.Te
     out = tmp_path_factory.mktemp("query") / "q"
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(Predictor, "forward", counting_forward)
-        mp.setattr(qc, "predict_regions", scoring_predict)
+        mp.setattr(scoring, "predict_regions", scoring_predict)
         src = ModelSource.from_checkpoint(tiny_checkpoint, WINDOW)
         res = qc.query_curve(src, synth_manifest, out, split="val", eps=EPS, queries=QUERIES,
                              checkpoints=CHECKPOINTS, seed=0, device="cpu", progress=False)
