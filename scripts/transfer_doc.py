@@ -79,7 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         "# Transfer attacks between architectures (synthetic demo)", "",
         "Command (from the repository root, after README command 1):", "", "```", args.command, "```", "",
-        f"Split `{cfg['split']}` ({len(meta['cases'])} cases), seed {cfg['seed']}, region {cfg['region']}. Every "
+        f"Sources: {', '.join(sources)}; targets: {', '.join(targets)}. Split `{cfg['split']}` "
+        f"({len(meta['cases'])} case{'s' if len(meta['cases']) != 1 else ''}), seed {cfg['seed']}, region "
+        f"{cfg['region']}. Every "
         "perturbation is crafted once on its source (white-box, exact full-volume gradient) and scored on every "
         "target with the target's own overlapping sliding window; the diagonal (bold) is the white-box reference. "
         f"A case counts as an attack success when its {cfg['region']} Dice falls by at least "

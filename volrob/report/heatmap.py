@@ -14,7 +14,7 @@ from volrob.report.figure import check_png_path, new_figure, save_png
 
 
 def _panel(ax: Axes, frame: pd.DataFrame, title: str, label: str, vmin: float, vmax: float, cmap: str,
-           fmt: str) -> None:
+           fmt: str, dark_high: bool) -> None:
     values = frame.to_numpy(dtype=float)
     image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
     ax.set_xticks(range(frame.shape[1]), [str(c) for c in frame.columns], rotation=30, ha="right")
@@ -29,7 +29,7 @@ def _panel(ax: Axes, frame: pd.DataFrame, title: str, label: str, vmin: float, v
             text = "–" if not np.isfinite(v) else format(v, fmt)
             bold = frame.index[i] == frame.columns[j]
             ax.text(j, i, text, ha="center", va="center", fontsize=9, fontweight="bold" if bold else "normal",
-                    color="white" if np.isfinite(v) and v > mid else "black")
+                    color="white" if np.isfinite(v) and (v > mid) == dark_high else "black")
     ax.figure.colorbar(image, ax=ax, label=label, shrink=0.85)
 
 
@@ -49,6 +49,7 @@ def transfer_heatmap(panels: Sequence[tuple[pd.DataFrame, str, str]], path: str 
             raise ConfigError(f"transfer_heatmap: panel {name!r} has no values")
         is_rate = "rate" in label.lower()
         top = 1.0 if is_rate else max(0.05, float(np.nanmax(frame.to_numpy(dtype=float), initial=0.0)))
-        _panel(ax, frame, name, label, 0.0, top, "viridis" if is_rate else "magma_r", ".0%" if is_rate else ".3f")
+        _panel(ax, frame, name, label, 0.0, top, "viridis" if is_rate else "magma_r", ".0%" if is_rate else ".3f",
+               dark_high=not is_rate)
     fig.suptitle(title)
     return save_png(fig, out)
