@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 from tqdm import tqdm
 
 from volrob import attacks
@@ -60,6 +61,16 @@ class AttackRunResult:
 def case_seed(seed: int, case_id: str) -> int:
     """The attack seed of one case: depends on the run seed and the case id only, never on the order."""
     return int(np.random.SeedSequence([seed, zlib.crc32(case_id.encode())]).generate_state(1)[0] % (2**31))
+
+
+def open_run(model: str | Path | ModelSource, manifest: str | Path, split: str, device: str,
+             window: dict[str, Any] | None) -> tuple[ModelSource, Any, list[Any], torch.device, torch.nn.Module]:
+    """The model source, manifest, scored cases of ``split``, device and the predictor on it in eval mode."""
+    src = model if isinstance(model, ModelSource) else ModelSource.from_checkpoint(model, window)
+    man = load_manifest(manifest)
+    cases = labelled_cases(man, split, src.modalities)
+    dev = resolve_device(device)
+    return src, man, cases, dev, src.predictor.to(dev).eval()
 
 
 def degradation(metric: str, clean: float, adversarial: float) -> tuple[float, float]:
@@ -122,11 +133,7 @@ def attack_manifest(
     if roi_crop is not None:
         crop_box((1, 1, 1), (1, 1, 1), roi_crop)  # validate the protocol before any work
     policy = get_policy(empty_policy)
-    src = model if isinstance(model, ModelSource) else ModelSource.from_checkpoint(model, window)
-    man = load_manifest(manifest)
-    cases = labelled_cases(man, split, src.modalities)
-    dev = resolve_device(device)
-    predictor = src.predictor.to(dev).eval()
+    src, man, cases, dev, predictor = open_run(model, manifest, split, device, window)
 
     rows: list[dict[str, Any]] = []
     records: dict[str, Any] = {}

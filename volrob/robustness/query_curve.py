@@ -24,16 +24,15 @@ from tqdm import tqdm
 from volrob import attacks
 from volrob.data.cases import load_case
 from volrob.data.labels import canonical_to_regions
-from volrob.data.manifest import labelled_cases, load_manifest
 from volrob.data.preprocess import Preprocessed, preprocess
 from volrob.errors import ConfigError
 from volrob.evaluation.empty_policy import EmptyPolicy, get_policy
 from volrob.inference.predictor import Predictor
 from volrob.io import atomic_write_text
-from volrob.robustness.attack_run import case_seed
+from volrob.robustness.attack_run import case_seed, open_run
 from volrob.robustness.model_source import ModelSource
 from volrob.robustness.scoring import score_on_source
-from volrob.utils.runtime import environment, resolve_device
+from volrob.utils.runtime import environment
 
 ATTACK = "square3d"
 QUERY_COLUMNS = ["case", "model", "checkpoint_sha256", "params", "seed", "queries", "region", "metric", "value",
@@ -81,11 +80,7 @@ def query_curve(
     opts: dict[str, Any] = {"eps": eps, "queries": queries, "checkpoints": list(cps), "p_init": p_init}
     attacks.create(ATTACK, **opts, seed=seed)  # validate the configuration before any work
     policy = get_policy(empty_policy)
-    src = model if isinstance(model, ModelSource) else ModelSource.from_checkpoint(model, window)
-    man = load_manifest(manifest)
-    cases = labelled_cases(man, split, src.modalities)
-    dev = resolve_device(device)
-    predictor = src.predictor.to(dev).eval()
+    src, man, cases, dev, predictor = open_run(model, manifest, split, device, window)
 
     rows: list[dict[str, Any]] = []
     records: dict[str, Any] = {}
