@@ -1,5 +1,5 @@
 """The training configuration (``configs/*.yaml``): sections model, data, preprocessing, augmentation, train,
-inference. ``volrob train CONFIG --set train.epochs=5`` overrides any key."""
+inference and defence. ``volrob train CONFIG --set train.epochs=5`` overrides any key."""
 
 from __future__ import annotations
 
@@ -53,6 +53,22 @@ class TrainSection:
     loss: str | None = None  # default: the output mode's Dice + (B)CE
     amp: bool = True  # only on CUDA
     device: str = "auto"
+    init_from: str | None = None  # fine-tune: start from this checkpoint's weights and normalisation
+
+
+@dataclass(frozen=True)
+class DefenceSection:
+    """The training objective: a registered defence (``volrob models`` lists them) and its options."""
+
+    name: str = "none"
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from volrob import defences
+
+        if not isinstance(self.options, dict):
+            raise ConfigError(f"defence.options must be a mapping, got {self.options!r}")
+        defences.create(self.name, **self.options)  # unknown names and bad options fail here, before any work
 
 
 @dataclass(frozen=True)
@@ -65,6 +81,7 @@ class TrainConfig:
     augmentation: AugmentSection = field(default_factory=AugmentSection)
     train: TrainSection = field(default_factory=TrainSection)
     inference: SlidingWindowConfig = field(default_factory=SlidingWindowConfig)
+    defence: DefenceSection = field(default_factory=DefenceSection)
 
     def __post_init__(self) -> None:
         t, d, a = self.train, self.data, self.augmentation

@@ -1,8 +1,10 @@
-"""The training loop: Dice + (B)CE on random crops, AdamW, warm-up + cosine, periodic sliding-window validation,
-best/last checkpoints, CSV log, resume, AMP on CUDA."""
+"""The training loop: random crops, AdamW, warm-up + cosine, periodic sliding-window validation, best/last
+checkpoints, CSV log, resume, AMP on CUDA. The loss of each batch is the configured defence's (standard training:
+Dice + (B)CE on the clean crops); ``train.init_from`` fine-tunes a trained checkpoint."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -17,12 +19,13 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from volrob import losses, models
+from volrob import defences, losses, models
 from volrob.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from volrob.data.cases import load_case
 from volrob.data.labels import REGIONS, canonical_to_regions, logits_to_regions, out_channels_for
 from volrob.data.manifest import Case, Manifest, load_manifest
 from volrob.data.preprocess import PreprocessConfig, Preprocessed, channel_stats, preprocess
+from volrob.defences.base import TrainContext
 from volrob.errors import ConfigError, DataError
 from volrob.evaluation.metrics import dice
 from volrob.inference.predictor import Predictor
@@ -34,6 +37,11 @@ from volrob.utils.config import to_plain
 from volrob.utils.runtime import environment, resolve_device, seeded
 
 LOG_FIELDS = ["epoch", "step", "lr", "train_loss", *(f"val_dice_{r}" for r in REGIONS), "val_dice_mean", "seconds"]
+
+
+def step_seed(seed: int, step: int) -> int:
+    """The seed of global step ``step``'s random choices (adversarial crafting): run seed and step only."""
+    return int(np.random.SeedSequence([seed, step]).generate_state(1)[0] % (2**31))
 
 
 @dataclass
@@ -97,6 +105,27 @@ class Trainer:
             self.net = models.create(cfg.model.name, **self.model_cfg).to(self.device)
         self.loss_name = cfg.train.loss or losses.default_for(cfg.data.output_mode)
         self.loss = losses.create(self.loss_name)
+        self.defence = defences.create(cfg.defence.name, **cfg.defence.options)
+        self.init = self._init_checkpoint()
+
+    def _init_checkpoint(self) -> Checkpoint | None:
+        """The checkpoint to fine-tune from (``train.init_from``), checked against this run's model and data."""
+        path = self.cfg.train.init_from
+        if path is None:
+            return None
+        ckpt = load_checkpoint(path, expect_model=self.cfg.model.name)
+        ours = {k: to_plain(v) for k, v in self.model_cfg.items()}
+        theirs = {k: to_plain(v) for k, v in ckpt.model_config.items()}
+        if ours != theirs:
+            raise ConfigError(f"train.init_from: the checkpoint's model configuration {theirs} differs from this "
+                              f"run's {ours}", path=path)
+        for what, mine, other in (("output mode", self.cfg.data.output_mode, ckpt.output_mode),
+                                  ("modalities", list(self.manifest.modalities), list(ckpt.modalities)),
+                                  ("preprocessing", self.pre.to_dict(), ckpt.preprocessing.to_dict())):
+            if mine != other:
+                raise ConfigError(f"train.init_from: the checkpoint's {what} {other} differs from this run's {mine}",
+                                  path=path)
+        return ckpt
 
     # -- data ---------------------------------------------------------------------------------------------------
     def _datasets(self) -> tuple[CropDataset, list[tuple[torch.Tensor, torch.Tensor]]]:
@@ -124,7 +153,9 @@ class Trainer:
 
     def _write_log(self, rows: list[dict[str, Any]]) -> Path:
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=LOG_FIELDS)
+        parts = sorted({k for row in rows for k in row if k not in LOG_FIELDS})  # the defence's loss parts
+        at = LOG_FIELDS.index("train_loss") + 1
+        writer = csv.DictWriter(buf, fieldnames=[*LOG_FIELDS[:at], *parts, *LOG_FIELDS[at:]])
         writer.writeheader()
         writer.writerows(rows)
         path = self.out / "log.csv"
@@ -166,18 +197,31 @@ class Trainer:
             start_epoch, step = int(state["epoch"]), int(state["step"])
             best, best_epoch, log_rows = float(state["best"]), int(state["best_epoch"]), list(state["log"])
             norm = ckpt.normalisation
+        elif self.init is not None:  # fine-tune: same weights and the same normalisation as the source model
+            self.net.load_state_dict(self.init.build_model().state_dict())
+            norm = {k: list(v) for k, v in self.init.normalisation.items()}
         else:
             mean, std = channel_stats([ds.case(i)[0] for i in range(len(ds))])
             norm = {"mean": mean, "std": std}
         predictor = Predictor(self.net, mean=norm["mean"], std=norm["std"], window=self.window,
                               output_mode=cfg.data.output_mode).to(self.device)
 
+        def autocast() -> contextlib.AbstractContextManager[Any]:
+            return torch.autocast(self.device.type, dtype=amp_dtype, enabled=use_amp)
+
+        ctx = TrainContext(predictor=predictor, net=self.net, loss=self.loss, output_mode=cfg.data.output_mode,
+                           device=self.device, autocast=autocast)
+        self.defence.setup(ctx)
+
         provenance: dict[str, Any] = {
             "seed": cfg.seed, "config": to_plain(cfg), "config_source": self.config_source,
             "manifest": str(self.manifest.path), "manifest_sha256": self.manifest.digest(),
             "train_cases": [c.id for c in self.train_cases], "val_cases": [c.id for c in self.val_cases],
-            "loss": self.loss_name, "environment": environment(), "device": str(self.device),
+            "loss": self.loss_name, "defence": self.defence.describe(), "environment": environment(),
+            "device": str(self.device),
         }
+        if self.init is not None:
+            provenance["init_from"] = {"path": str(cfg.train.init_from), "sha256": self.init.sha256}
         atomic_write_text(self.out / "config.json", json.dumps(to_plain(cfg), indent=2) + "\n")
         gen = torch.Generator()
         for epoch in range(start_epoch, t.epochs):
@@ -187,14 +231,17 @@ class Trainer:
             loader = DataLoader(ds, batch_size=t.batch_size, shuffle=True, generator=gen, collate_fn=collate_crops,
                                 num_workers=cfg.data.num_workers)
             self.net.train()
-            losses_epoch = []
+            losses_epoch: list[float] = []
+            parts_epoch: dict[str, list[float]] = {}
             bar = tqdm(loader, desc=f"epoch {epoch + 1}/{t.epochs}", disable=not self.progress, leave=False,
                        dynamic_ncols=True)
             for images, targets in bar:
                 images, targets = images.to(self.device), targets.to(self.device)
                 opt.zero_grad(set_to_none=True)
-                with torch.autocast(self.device.type, dtype=amp_dtype, enabled=use_amp):
-                    loss = self.loss(predictor(images), targets)
+                out = self.defence.batch_loss(ctx, images, targets, seed=step_seed(cfg.seed, step))
+                loss = out.loss
+                for key, value in out.parts.items():
+                    parts_epoch.setdefault(key, []).append(value)
                 scaler.scale(loss).backward()
                 scaler.unscale_(opt)
                 torch.nn.utils.clip_grad_norm_(self.net.parameters(), t.grad_clip)
@@ -205,7 +252,8 @@ class Trainer:
                 losses_epoch.append(float(loss.detach()))
                 bar.set_postfix(loss=f"{losses_epoch[-1]:.4f}")
             row: dict[str, Any] = {"epoch": epoch + 1, "step": step, "lr": opt.param_groups[0]["lr"],
-                                   "train_loss": float(np.mean(losses_epoch))}
+                                   "train_loss": float(np.mean(losses_epoch)),
+                                   **{f"loss_{k}": float(np.mean(v)) for k, v in sorted(parts_epoch.items())}}
             is_last = epoch + 1 == t.epochs
             if val and ((epoch + 1) % t.val_every == 0 or is_last):
                 scores = validate(predictor, val, cfg.data.output_mode, self.device)
