@@ -132,6 +132,7 @@ def test_grid_run_resume_and_mismatch(tiny_checkpoint: Path, synth_manifest: Pat
     assert calls == ids and res.computed == ids
 
     results = pd.read_csv(out / "results.csv")
+    assert res.comparison is None and not (out / "comparison.csv").exists()  # one model: no comparison
     assert list(results.columns[:2]) == ["model_label", "cell"]
     assert set(RESULT_COLUMNS) <= set(results.columns) and {"budget_key", "budget", "eps"} <= set(results.columns)
     assert set(results["cell"]) == set(ids) and (results["model_label"] == "tiny").all()

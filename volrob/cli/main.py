@@ -13,7 +13,7 @@ from volrob.errors import VolrobError
 # Each module ``volrob.cli.<name>_cmd`` defines ``register(subparsers)``, which adds its parser and sets
 # ``func`` (``Callable[[argparse.Namespace], int]``) as the parser default.
 COMMANDS: tuple[str, ...] = ("models", "synth", "manifest", "train", "evaluate", "attack", "robustness", "transfer",
-                             "query", "universal")
+                             "query", "universal", "inspect")
 
 
 def build_parser() -> argparse.ArgumentParser:

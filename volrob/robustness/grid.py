@@ -3,7 +3,9 @@
 Layout of ``OUTDIR``: ``cells/<id>/`` (each cell's results.csv, summary.csv, run.json), then ``results.csv`` (all
 cells' rows plus ``model_label``, ``cell``, ``budget_key``, ``budget``, ``eps``), ``summary.csv`` (per cell and
 region: mean clean/adversarial Dice, relative Dice drop, mean HD95), ``grid.json`` (the config and the cells) and
-``sanity.json`` (see :mod:`volrob.robustness.sanity`).
+``sanity.json`` (see :mod:`volrob.robustness.sanity`). With two or more models also ``comparison.csv`` and
+``comparison.png`` (see :mod:`volrob.robustness.compare`) against ``reference`` (default: the only model with
+``defended: false``; none when several or no models are undefended and no reference is named).
 
 A cell's id is ``<model>__<attack>__<budget key><value>__<hash>``, where the hash covers the attack name and its
 full options, so two cells with different options never share a folder. A cell is finished when its folder holds
@@ -35,8 +37,10 @@ from volrob.data.manifest import load_manifest, sha256_file
 from volrob.errors import ConfigError
 from volrob.evaluation.empty_policy import get_policy
 from volrob.io import atomic_write_text
+from volrob.report.compare_plot import plot_comparison
 from volrob.robustness.attack_run import attack_manifest
 from volrob.robustness.attack_spec import LABEL, AttackSpec, budgets, cell_id, check_attack
+from volrob.robustness.compare import compare_models, defence_names, resolve_reference
 from volrob.robustness.sanity import CELL_COLUMNS, SanityFlag, SanityThresholds, run_checks
 from volrob.utils.config import apply_overrides, build_dataclass, read_yaml, to_plain
 
@@ -68,6 +72,8 @@ class GridConfig:
     empty_policy: str = "brats"
     nsd_tolerance_mm: float = 1.0
     sanity: SanityThresholds = field(default_factory=SanityThresholds)
+    reference: str | None = None
+    """Model the others are compared with (grids of two or more models); default: the only undefended one."""
 
 
 @dataclass(frozen=True)
@@ -125,6 +131,8 @@ def parse_config(data: dict[str, Any]) -> GridConfig:
             raise ConfigError(f"models[{i}].checkpoint: file does not exist: {m.checkpoint}")
     for i, a in enumerate(cfg.attacks):
         check_attack(a, f"attacks[{i}]")
+    if cfg.reference is not None:
+        resolve_reference(cfg.models, cfg.reference)
     expand_cells(cfg)  # ids must be unique
     return cfg
 
@@ -227,6 +235,8 @@ class GridResult:
     flags: list[SanityFlag]
     computed: list[str]
     out_dir: Path
+    comparison: pd.DataFrame | None = None
+    """The defence comparison (grids of two or more models), also in comparison.csv / comparison.png."""
 
 
 RunCell = Callable[..., Any]
@@ -277,4 +287,16 @@ def run_grid(cfg: GridConfig, out_dir: str | Path, *, progress: bool = True,
                                                for c in cells]}
     atomic_write_text(out / "grid.json", json.dumps(grid, indent=2, default=str) + "\n")
     atomic_write_text(out / "sanity.json", json.dumps([f.to_dict() for f in flags], indent=2, default=str) + "\n")
-    return GridResult(results, summary, flags, computed, out)
+    reference = resolve_reference(cfg.models, cfg.reference) if len(cfg.models) > 1 else None
+    comparison = write_comparison(cfg, results, out, reference) if reference is not None else None
+    return GridResult(results, summary, flags, computed, out, comparison)
+
+
+def write_comparison(cfg: GridConfig, results: pd.DataFrame, out: Path, reference: str) -> pd.DataFrame:
+    """comparison.csv and comparison.png (WT) of a multi-model grid against ``reference``; returns the table."""
+    table = compare_models(results, defence_names(cfg.models), reference, seed=cfg.seed)
+    buf = io.StringIO()
+    table.to_csv(buf, index=False)
+    atomic_write_text(out / "comparison.csv", buf.getvalue())
+    plot_comparison(table, out / "comparison.png")
+    return table

@@ -1,0 +1,196 @@
+"""Defence comparison table: a clean reference model and robust checkpoints under the same attacks, with checks.
+
+    python scripts/defence_table.py --config configs/robustness/defence_table.yaml -o runs/demo/defence_table \
+        --doc docs/defence_table.md
+
+Runs the robustness grid of ``--config`` (resumable: finished cells are reused; it needs two or more models), which
+writes comparison.csv / comparison.png, then writes a Markdown table, the plot (next to ``--doc``, same name with
+``.png``) and two checks, computed from the comparison rows:
+
+a. the model whose defence is ``pgd_at`` beats the reference under PGD ε=4 (``--eps``) in mean WT Dice (positive
+   paired mean difference) while losing at most 0.05 (``--max-clean-loss``) mean clean WT Dice;
+b. the model whose defence is ``vaft`` beats the reference under each VAFA setting in mean WT Dice.
+
+Prints one JSON object (the checks and the table rows). Everything is seeded by the grid config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from volrob.checkpoint import load_checkpoint
+from volrob.cli.inspect_cmd import defence_record
+from volrob.errors import ConfigError, VolrobError
+from volrob.io import atomic_write_text
+from volrob.report.compare_plot import plot_comparison
+from volrob.robustness.compare import setting_label
+from volrob.robustness.grid import GridConfig, load_grid_config, run_grid
+
+REGIONS = ("TC", "WT", "ET")
+
+
+def _wt(table: pd.DataFrame) -> pd.DataFrame:
+    return table[table["region"] == "WT"]
+
+
+def _ci(row: dict[str, Any], key: str) -> str:
+    return f"{row[key]:+.3f} [{row[key + '_ci_low']:+.3f}, {row[key + '_ci_high']:+.3f}]"
+
+
+def check_pgd_at(table: pd.DataFrame, *, eps: float = 4, max_clean_loss: float = 0.05) -> list[dict[str, Any]]:
+    """Check (a) for every model whose defence is pgd_at and every PGD setting at ``eps`` (passed None: none)."""
+    wt = _wt(table)
+    rows = wt[(wt["defence"] == "pgd_at") & (wt["attack"] == "pgd") & (wt["eps"] == eps)].to_dict("records")
+    if not rows:
+        return [{"check": "pgd_at_beats_reference", "passed": None,
+                 "text": f"no pgd_at model with a PGD ε={eps:g} cell"}]
+    out = []
+    for r in rows:
+        margin, clean_loss = float(r["diff_adversarial"]), -float(r["diff_clean"])
+        passed = bool(margin > 0 and clean_loss <= max_clean_loss)
+        out.append({
+            "check": "pgd_at_beats_reference", "passed": passed, "model": r["model_label"],
+            "reference": r["reference"], "setting": r["setting"], "margin": margin,
+            "margin_ci": [float(r["diff_adversarial_ci_low"]), float(r["diff_adversarial_ci_high"])],
+            "p_one_sided": float(r["p_adversarial_greater"]), "clean_loss": clean_loss, "n": int(r["n_paired"]),
+            "text": f"`{r['model_label']}` vs `{r['reference']}` under {setting_label(r)}: mean WT Dice margin "
+                    f"{_ci(r, 'diff_adversarial')} (95 % bootstrap CI), one-sided paired Wilcoxon "
+                    f"p={r['p_adversarial_greater']:.3g} (n={int(r['n_paired'])}); clean WT Dice change "
+                    f"{_ci(r, 'diff_clean')} (loss {clean_loss:.3f}, allowed ≤ {max_clean_loss:g})",
+        })
+    return out
+
+
+def check_vaft(table: pd.DataFrame) -> list[dict[str, Any]]:
+    """Check (b) for every model whose defence is vaft and every VAFA setting (passed None: none)."""
+    wt = _wt(table)
+    rows = wt[(wt["defence"] == "vaft") & wt["attack"].astype(str).str.startswith("vafa")].to_dict("records")
+    if not rows:
+        return [{"check": "vaft_beats_reference", "passed": None, "text": "no vaft model with a VAFA cell"}]
+    return [{"check": "vaft_beats_reference", "passed": bool(r["diff_adversarial"] > 0), "model": r["model_label"],
+             "reference": r["reference"], "setting": r["setting"], "margin": float(r["diff_adversarial"]),
+             "p_one_sided": float(r["p_adversarial_greater"]), "n": int(r["n_paired"]),
+             "text": f"`{r['model_label']}` vs `{r['reference']}` under {setting_label(r)}: mean WT Dice margin "
+                     f"{_ci(r, 'diff_adversarial')}, one-sided paired Wilcoxon p={r['p_adversarial_greater']:.3g} "
+                     f"(n={int(r['n_paired'])})"} for r in rows]
+
+
+def table_rows(table: pd.DataFrame) -> list[dict[str, Any]]:
+    """Clean first (per model, from its first setting), then every setting × model: Dice per region and the WT
+    difference to the reference."""
+    out = []
+    models = list(pd.unique(table["model_label"]))
+    settings = list(pd.unique(table["setting"]))
+    for model in models:
+        first = table[(table["model_label"] == model) & (table["setting"] == settings[0])].set_index("region")
+        wt = first.loc["WT"].to_dict()
+        out.append({"setting": "clean", "model": model, "defence": wt["defence"],
+                    **{f"{r}_dice": float(first.loc[r, "clean_dice"]) for r in REGIONS},
+                    **_versus(wt, "diff_clean", "p_clean")})
+    for setting in settings:
+        for model in models:
+            mine = table[(table["model_label"] == model) & (table["setting"] == setting)].set_index("region")
+            if mine.empty:
+                continue
+            wt = mine.loc["WT"].to_dict()
+            out.append({"setting": setting_label({**wt, "attack": wt["attack"]}), "model": model,
+                        "defence": wt["defence"], **{f"{r}_dice": float(mine.loc[r, "adversarial_dice"])
+                                                      for r in REGIONS},
+                        **_versus(wt, "diff_adversarial", "p_adversarial")})
+    return out
+
+
+def _versus(wt: dict[str, Any], key: str, p: str) -> dict[str, Any]:
+    if wt["model_label"] == wt["reference"] or wt[key] != wt[key]:
+        return {"WT_diff": None, "WT_diff_ci": None, "WT_p": None}
+    return {"WT_diff": float(wt[key]), "WT_diff_ci": [float(wt[key + "_ci_low"]), float(wt[key + "_ci_high"])],
+            "WT_p": float(wt[p])}
+
+
+def model_lines(cfg: GridConfig, table: pd.DataFrame) -> list[str]:
+    """One Markdown bullet per model: checkpoint file, defence and its parameters, init_from."""
+    reference = str(table["reference"].iloc[0])
+    lines = []
+    for m in cfg.models:
+        prov = load_checkpoint(m.checkpoint).provenance
+        rec = defence_record(prov)
+        params = ", ".join(f"{k}={v}" for k, v in rec["params"].items()) or "no parameters"
+        init = prov.get("init_from")
+        init_txt = f"; fine-tuned from `{Path(init['path']).name}`" if isinstance(init, dict) else ""
+        ref = " (**reference**)" if m.name == reference else ""
+        lines.append(f"- `{m.name}`{ref}: `{Path(m.checkpoint).name}`, defence `{rec['name']}` ({params}){init_txt}")
+    return lines
+
+
+def markdown(cfg: GridConfig, table: pd.DataFrame, rows: list[dict[str, Any]], results: list[dict[str, Any]],
+             command: str, plot: str, n_cases: int, max_clean_loss: float = 0.05) -> str:
+    lines = [
+        "# Defences: robust checkpoints against a clean reference", "",
+        "Produced by (from the repository root):", "", "```", command, "```", "",
+        f"Split `{cfg.split}` ({n_cases} case(s)), seed {cfg.seed}. Budgets in 1/255 of the [0, 1] attack space. "
+        "Mean Dice over cases; WT Δ is the paired mean difference of the model minus the reference on the same "
+        "cases with its 95 % percentile-bootstrap CI, p the two-sided paired Wilcoxon signed-rank test.", "",
+        "## Models", "", *model_lines(cfg, table), "",
+        "## Dice", "",
+        "| setting | model | defence | TC Dice | WT Dice | ET Dice | WT Δ vs reference [95 % CI] | p |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        diff = "–" if r["WT_diff"] is None else (f"{r['WT_diff']:+.3f} [{r['WT_diff_ci'][0]:+.3f}, "
+                                                 f"{r['WT_diff_ci'][1]:+.3f}]")
+        p = "–" if r["WT_p"] is None else f"{r['WT_p']:.3g}"
+        lines.append(f"| {r['setting']} | {r['model']} | {r['defence']} | {r['TC_dice']:.3f} | {r['WT_dice']:.3f} "
+                     f"| {r['ET_dice']:.3f} | {diff} | {p} |")
+    lines += ["", f"![WT Dice per model and attack]({plot})", "", "## Checks", "",
+              f"A check passes when the paired mean WT Dice margin over the reference is positive (and, for the "
+              f"pgd_at model, the clean WT Dice lost is at most {max_clean_loss:g}); CI and one-sided p are stated.",
+              ""]
+    for c in results:
+        verdict = {True: "**pass**", False: "**FAIL**", None: "not run"}[c["passed"]]
+        lines.append(f"- {c['check']}: {verdict}. {c['text']}")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", default="configs/robustness/defence_table.yaml")
+    ap.add_argument("-o", "--out", required=True, help="grid output folder (reused to resume)")
+    ap.add_argument("--doc", help="write the Markdown table here (and the plot next to it, .png)")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--eps", type=float, default=4.0, help="PGD budget of check (a) (1/255 units)")
+    ap.add_argument("--max-clean-loss", type=float, default=0.05, help="clean WT Dice the pgd_at model may lose")
+    ap.add_argument("--quiet", action="store_true")
+    args = ap.parse_args(argv)
+    start = time.perf_counter()
+    try:
+        cfg = load_grid_config(args.config, args.overrides)
+        if len(cfg.models) < 2:
+            raise ConfigError("models: the defence table needs two or more models", path=args.config)
+        res = run_grid(cfg, args.out, progress=not args.quiet)
+        table = res.comparison
+        assert table is not None  # two or more models always give a comparison
+        rows = table_rows(table)
+        results = check_pgd_at(table, eps=args.eps, max_clean_loss=args.max_clean_loss) + check_vaft(table)
+        if args.doc:
+            plot = plot_comparison(table, Path(args.doc).with_suffix(".png"))
+            command = "python scripts/defence_table.py " + " ".join(argv if argv is not None else sys.argv[1:])
+            n_cases = int(res.results["case"].nunique())
+            atomic_write_text(args.doc, markdown(cfg, table, rows, results, command, plot.name, n_cases,
+                                                    args.max_clean_loss))
+    except VolrobError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps({"checks": results, "rows": rows, "seconds": round(time.perf_counter() - start, 1)},
+                     indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
