@@ -8,27 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from defences.tiny import MODES, ROI, assert_gradients_flow, make_batch, make_ctx
+from defences.tiny import MODES, assert_gradients_flow, make_batch, make_ctx, save_teacher
 
-from volrob import defences, models
-from volrob.checkpoint import Checkpoint, save_checkpoint
-from volrob.data.preprocess import PreprocessConfig
+from volrob import defences
 from volrob.errors import ConfigError
-from volrob.inference.predictor import SlidingWindowConfig
-
-
-def save_teacher(path: Path, mode: str = "regions", temperature: float = 4.0, name: str = "distill_teacher") -> Path:
-    """A tiny UNet checkpoint recording the defence it was trained with (weights seeded, untrained)."""
-    cfg = {"in_channels": 4, "out_channels": 3 if mode == "regions" else 4, "roi_size": list(ROI), "preset": "tiny"}
-    with torch.random.fork_rng():
-        torch.manual_seed(1)
-        net = models.create("unet", **cfg)
-    ckpt = Checkpoint(model_name="unet", model_config=cfg, state_dict=net.state_dict(),
-                      preprocessing=PreprocessConfig(), normalisation={"mean": [0.4] * 4, "std": [0.3] * 4},
-                      label_convention="brats2021", output_mode=mode, modalities=["t1", "t1ce", "t2", "flair"],
-                      inference=SlidingWindowConfig(roi_size=ROI),
-                      provenance={"defence": {"name": name, "params": {"temperature": temperature}}})
-    return save_checkpoint(ckpt, path)
 
 
 def teacher_logits(path: Path, x: torch.Tensor) -> torch.Tensor:

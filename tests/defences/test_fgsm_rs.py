@@ -7,7 +7,7 @@ import copy
 
 import pytest
 import torch
-from defences.tiny import MODES, assert_crafting_isolated, assert_gradients_flow, make_batch, make_ctx
+from defences.tiny import MODES, assert_crafting_isolated, make_batch, make_ctx
 
 from volrob import defences
 from volrob.defences.base import TrainContext
@@ -64,16 +64,6 @@ def test_loss_mixes_clean_and_adversarial(clean_weight: float) -> None:
     x_adv = fast_at_reference(ref, x, y, 4.0, 5.0, 2)
     want = clean_weight * ref.loss(ref.predictor(x), y) + (1 - clean_weight) * ref.loss(ref.predictor(x_adv), y)
     torch.testing.assert_close(out.loss, want, atol=1e-5, rtol=1e-5)
-
-
-def test_same_seed_same_loss_and_gradients_flow() -> None:
-    x, y = make_batch()
-    defence = defences.create("fgsm_rs")
-    a, b = (defence.batch_loss(make_ctx(), x, y, seed=4).loss for _ in range(2))
-    assert torch.equal(a, b)
-    assert not torch.equal(a, defence.batch_loss(make_ctx(), x, y, seed=5).loss)
-    ctx = make_ctx()
-    assert_gradients_flow(defence.batch_loss(ctx, x, y, seed=4).loss, ctx)
 
 
 def test_params() -> None:

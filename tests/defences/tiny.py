@@ -4,12 +4,15 @@ context around them, a batch with a zero background, and a check that crafting l
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from volrob import losses
+from volrob import losses, models
+from volrob.checkpoint import Checkpoint, save_checkpoint
+from volrob.data.preprocess import PreprocessConfig
 from volrob.defences.base import TrainContext
 from volrob.inference.predictor import Predictor, SlidingWindowConfig
 
@@ -90,3 +93,17 @@ def assert_gradients_flow(loss: torch.Tensor, ctx: TrainContext) -> None:
     grads = [p.grad for p in ctx.net.parameters()]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
     assert any(bool(g.abs().sum() > 0) for g in grads if g is not None)
+
+
+def save_teacher(path: Path, mode: str = "regions", temperature: float = 4.0, name: str = "distill_teacher") -> Path:
+    """A tiny UNet checkpoint recording the defence it was trained with (weights seeded, untrained)."""
+    cfg = {"in_channels": 4, "out_channels": 3 if mode == "regions" else 4, "roi_size": list(ROI), "preset": "tiny"}
+    with torch.random.fork_rng():
+        torch.manual_seed(1)
+        net = models.create("unet", **cfg)
+    ckpt = Checkpoint(model_name="unet", model_config=cfg, state_dict=net.state_dict(),
+                      preprocessing=PreprocessConfig(), normalisation={"mean": [0.4] * 4, "std": [0.3] * 4},
+                      label_convention="brats2021", output_mode=mode, modalities=["t1", "t1ce", "t2", "flair"],
+                      inference=SlidingWindowConfig(roi_size=ROI),
+                      provenance={"defence": {"name": name, "params": {"temperature": temperature}}})
+    return save_checkpoint(ckpt, path)
