@@ -138,3 +138,29 @@ def test_per_sample_eps_budgets_and_batch_consistency(name: str, case: dict[str,
         alone = build(name, eps=e, norm=case["norm"], mask="brain", seed=case["seed"])
         torch.testing.assert_close(alone.run(predictors[case["mode"]], x[i:i + 1], target[i:i + 1]).x_adv,
                                    res.x_adv[i:i + 1], atol=1e-7, rtol=0)
+
+
+class _ModeSpy(torch.nn.Module):
+    """Wraps a predictor; records the training flag of every forward."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+        self.output_mode = getattr(inner, "output_mode", "regions")
+        self.window = getattr(inner, "window", None)
+        self.modes: list[bool] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.modes.append(self.training)
+        return self.inner(x)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_runs_in_eval_mode_and_restores_train_mode(name: str, predictors: Any, inputs: Any) -> None:
+    x, target = inputs(batch=1, seed=0)
+    spy = _ModeSpy(predictors["regions"]).train()
+    build(name, eps=8.0, norm="linf", mask="brain", seed=0).run(spy, x, target)
+    assert not any(spy.modes)  # every forward in eval mode (no dropout, no statistics updated)
+    assert bool(spy.modes) == (name != "gaussian_noise")  # the noise baseline never calls the model
+    assert spy.training and spy.inner.training
+    spy.eval()

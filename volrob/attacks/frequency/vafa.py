@@ -34,7 +34,7 @@ import torch
 from volrob.attacks.base import Attack, AttackResult
 from volrob.attacks.frequency.dct import BACKENDS, block_dct, block_idct
 from volrob.attacks.frequency.soft_round import _check_alpha, annealed_alpha, soft_round
-from volrob.attacks.loop import delta_norms
+from volrob.attacks.loop import delta_norms, eval_mode
 from volrob.attacks.losses import LossFn, resolve_loss
 from volrob.attacks.registry import register_attack
 from volrob.attacks.threat import ThreatModel
@@ -178,14 +178,15 @@ class _Vafa(Attack):
         loss_fn = resolve_loss(self.loss, getattr(predictor, "output_mode", "regions"))
         x = x.detach()
         target = target.detach()
-        parts = [self._optimise_one(predictor, loss_fn, x[i:i + 1], target[i:i + 1]) for i in range(x.shape[0])]
-        x_adv = torch.cat([p[0] for p in parts])
+        with eval_mode(predictor):  # like every attack: no dropout, no normalisation statistics updated
+            parts = [self._optimise_one(predictor, loss_fn, x[i:i + 1], target[i:i + 1]) for i in range(x.shape[0])]
+            x_adv = torch.cat([p[0] for p in parts])
+            with torch.no_grad():
+                final = self._per_sample_loss(loss_fn, predictor(x_adv), target)
         q = torch.cat([p[1] for p in parts])
         losses = [sum(v) / len(parts) for v in zip(*[p[2] for p in parts], strict=True)]
         objectives = [sum(v) / len(parts) for v in zip(*[p[3] for p in parts], strict=True)]
         quality = torch.cat([p[4] for p in parts])
-        with torch.no_grad():
-            final = self._per_sample_loss(loss_fn, predictor(x_adv), target)
         record = {**self.describe(), "loss": losses, "objective": objectives,
                   "final_loss": [float(v) for v in final], **delta_norms(x, x_adv), "ssim": quality.tolist(),
                   "q_mean": q.flatten(1).mean(dim=1).tolist(), "seconds": time.perf_counter() - start}
