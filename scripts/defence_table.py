@@ -7,8 +7,9 @@ Runs the robustness grid of ``--config`` (resumable: finished cells are reused; 
 writes comparison.csv / comparison.png, then writes a Markdown table, the plot (next to ``--doc``, same name with
 ``.png``) and two checks, computed from the comparison rows:
 
-a. the model whose defence is ``pgd_at`` beats the reference under PGD ε=4 (``--eps``) in mean WT Dice (positive
-   paired mean difference) while losing at most 0.05 (``--max-clean-loss``) mean clean WT Dice;
+a. the model whose defence is ``pgd_at`` beats the reference under PGD ε=4 (``--eps``) by a clear margin in mean WT
+   Dice (positive paired mean difference and one-sided paired Wilcoxon p < 0.05, ``--alpha``) while losing at most
+   0.05 (``--max-clean-loss``) mean clean WT Dice;
 b. the model whose defence is ``vaft`` beats the reference under each VAFA setting in mean WT Dice.
 
 Prints one JSON object (the checks and the table rows). Everything is seeded by the grid config.
@@ -44,8 +45,10 @@ def _ci(row: dict[str, Any], key: str) -> str:
     return f"{row[key]:+.3f} [{row[key + '_ci_low']:+.3f}, {row[key + '_ci_high']:+.3f}]"
 
 
-def check_pgd_at(table: pd.DataFrame, *, eps: float = 4, max_clean_loss: float = 0.05) -> list[dict[str, Any]]:
-    """Check (a) for every model whose defence is pgd_at and every PGD setting at ``eps`` (passed None: none)."""
+def check_pgd_at(table: pd.DataFrame, *, eps: float = 4, max_clean_loss: float = 0.05,
+                 alpha: float = 0.05) -> list[dict[str, Any]]:
+    """Check (a) for every model whose defence is pgd_at and every PGD setting at ``eps`` (passed None: none): a
+    positive mean margin that is consistent across cases (one-sided paired Wilcoxon p < ``alpha``)."""
     wt = _wt(table)
     rows = wt[(wt["defence"] == "pgd_at") & (wt["attack"] == "pgd") & (wt["eps"] == eps)].to_dict("records")
     if not rows:
@@ -54,7 +57,7 @@ def check_pgd_at(table: pd.DataFrame, *, eps: float = 4, max_clean_loss: float =
     out = []
     for r in rows:
         margin, clean_loss = float(r["diff_adversarial"]), -float(r["diff_clean"])
-        passed = bool(margin > 0 and clean_loss <= max_clean_loss)
+        passed = bool(margin > 0 and float(r["p_adversarial_greater"]) < alpha and clean_loss <= max_clean_loss)
         out.append({
             "check": "pgd_at_beats_reference", "passed": passed, "model": r["model_label"],
             "reference": r["reference"], "setting": r["setting"], "margin": margin,
@@ -62,8 +65,8 @@ def check_pgd_at(table: pd.DataFrame, *, eps: float = 4, max_clean_loss: float =
             "p_one_sided": float(r["p_adversarial_greater"]), "clean_loss": clean_loss, "n": int(r["n_paired"]),
             "text": f"`{r['model_label']}` vs `{r['reference']}` under {setting_label(r)}: mean WT Dice margin "
                     f"{_ci(r, 'diff_adversarial')} (95 % bootstrap CI), one-sided paired Wilcoxon "
-                    f"p={r['p_adversarial_greater']:.3g} (n={int(r['n_paired'])}); clean WT Dice change "
-                    f"{_ci(r, 'diff_clean')} (loss {clean_loss:.3f}, allowed ≤ {max_clean_loss:g})",
+                    f"p={r['p_adversarial_greater']:.3g} (n={int(r['n_paired'])}, needs < {alpha:g}); clean WT "
+                    f"Dice change {_ci(r, 'diff_clean')} (loss {clean_loss:.3f}, allowed ≤ {max_clean_loss:g})",
         })
     return out
 
@@ -130,7 +133,7 @@ def model_lines(cfg: GridConfig, table: pd.DataFrame) -> list[str]:
 
 
 def markdown(cfg: GridConfig, table: pd.DataFrame, rows: list[dict[str, Any]], results: list[dict[str, Any]],
-             command: str, plot: str, n_cases: int, max_clean_loss: float = 0.05) -> str:
+             command: str, plot: str, n_cases: int, max_clean_loss: float = 0.05, alpha: float = 0.05) -> str:
     lines = [
         "# Defences: robust checkpoints against a clean reference", "",
         "Produced by (from the repository root):", "", "```", command, "```", "",
@@ -149,8 +152,9 @@ def markdown(cfg: GridConfig, table: pd.DataFrame, rows: list[dict[str, Any]], r
         lines.append(f"| {r['setting']} | {r['model']} | {r['defence']} | {r['TC_dice']:.3f} | {r['WT_dice']:.3f} "
                      f"| {r['ET_dice']:.3f} | {diff} | {p} |")
     lines += ["", f"![WT Dice per model and attack]({plot})", "", "## Checks", "",
-              f"A check passes when the paired mean WT Dice margin over the reference is positive (and, for the "
-              f"pgd_at model, the clean WT Dice lost is at most {max_clean_loss:g}); CI and one-sided p are stated.",
+              f"A check passes when the paired mean WT Dice margin over the reference is positive; for the pgd_at "
+              f"model the margin must also be consistent across cases (one-sided paired Wilcoxon p < {alpha:g}) "
+              f"and the clean WT Dice lost at most {max_clean_loss:g}. CI and one-sided p are stated.",
               ""]
     for c in results:
         verdict = {True: "**pass**", False: "**FAIL**", None: "not run"}[c["passed"]]
@@ -166,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--eps", type=float, default=4.0, help="PGD budget of check (a) (1/255 units)")
     ap.add_argument("--max-clean-loss", type=float, default=0.05, help="clean WT Dice the pgd_at model may lose")
+    ap.add_argument("--alpha", type=float, default=0.05, help="one-sided Wilcoxon level of check (a)")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     start = time.perf_counter()
@@ -173,17 +178,21 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_grid_config(args.config, args.overrides)
         if len(cfg.models) < 2:
             raise ConfigError("models: the defence table needs two or more models", path=args.config)
+        if cfg.reference is None and sum(not m.defended for m in cfg.models) != 1:
+            raise ConfigError("reference: name the reference model (several or no models have defended false)",
+                              path=args.config)
         res = run_grid(cfg, args.out, progress=not args.quiet)
         table = res.comparison
-        assert table is not None  # two or more models always give a comparison
+        assert table is not None  # a resolvable reference always gives a comparison
         rows = table_rows(table)
-        results = check_pgd_at(table, eps=args.eps, max_clean_loss=args.max_clean_loss) + check_vaft(table)
+        results = check_pgd_at(table, eps=args.eps, max_clean_loss=args.max_clean_loss, alpha=args.alpha) \
+            + check_vaft(table)
         if args.doc:
             plot = plot_comparison(table, Path(args.doc).with_suffix(".png"))
             command = "python scripts/defence_table.py " + " ".join(argv if argv is not None else sys.argv[1:])
             n_cases = int(res.results["case"].nunique())
             atomic_write_text(args.doc, markdown(cfg, table, rows, results, command, plot.name, n_cases,
-                                                    args.max_clean_loss))
+                                                    args.max_clean_loss, args.alpha))
     except VolrobError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

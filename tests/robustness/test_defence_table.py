@@ -65,6 +65,8 @@ def test_verdicts_on_hand_made_rows(gain: float, clean_loss: float, passed_a: bo
     assert a["clean_loss"] == pytest.approx(ref.clean.mean() - rob.clean.mean())
     assert a["margin_ci"][0] <= a["margin"] <= a["margin_ci"][1] and 0 <= a["p_one_sided"] <= 1
     assert script.check_pgd_at(table, eps=8)[0]["passed"] is None
+    strict = script.check_pgd_at(table, eps=4, max_clean_loss=0.05, alpha=a["p_one_sided"])[0]  # p must be below
+    assert strict["passed"] is False
     no_vaft = compare_models(rows, {"ref": "none", "rob": "pgd_at", "vf": "trades"}, "ref", n_boot=50)
     assert script.check_vaft(no_vaft)[0]["passed"] is None
 
@@ -106,7 +108,7 @@ def test_script_on_tiny_grid(tiny_checkpoint: Path, synth_manifest: Path, tmp_pa
     margin_a = (per_case("rob", "pgd", "adversarial") - per_case("ref", "pgd", "adversarial")).mean()
     loss_a = per_case("ref", "pgd", "clean").mean() - per_case("rob", "pgd", "clean").mean()
     assert a["margin"] == pytest.approx(margin_a) and a["clean_loss"] == pytest.approx(loss_a)
-    assert a["passed"] == bool(margin_a > 0 and loss_a <= 0.05)
+    assert a["passed"] == bool(margin_a > 0 and loss_a <= 0.05 and a["p_one_sided"] < 0.05)
     margin_b = (per_case("vf", "vafa3d", "adversarial") - per_case("ref", "vafa3d", "adversarial")).mean()
     assert b["margin"] == pytest.approx(margin_b) and b["passed"] == bool(margin_b > 0)
 
