@@ -31,7 +31,7 @@ from volrob.cli.inspect_cmd import defence_record
 from volrob.errors import ConfigError, VolrobError
 from volrob.io import atomic_write_text
 from volrob.report.compare_plot import plot_comparison
-from volrob.robustness.compare import setting_label
+from volrob.robustness.compare import compare_models, defence_names, setting_label
 from volrob.robustness.grid import GridConfig, load_grid_config, run_grid
 
 REGIONS = ("TC", "WT", "ET")
@@ -83,6 +83,23 @@ def check_vaft(table: pd.DataFrame) -> list[dict[str, Any]]:
              "text": f"`{r['model_label']}` vs `{r['reference']}` under {setting_label(r)}: mean WT Dice margin "
                      f"{_ci(r, 'diff_adversarial')}, one-sided paired Wilcoxon p={r['p_adversarial_greater']:.3g} "
                      f"(n={int(r['n_paired'])})"} for r in rows]
+
+
+def against_control(checks: list[dict[str, Any]], control_table: pd.DataFrame) -> None:
+    """Add to each finished check the same margin measured against the control model (e.g. the reference
+    fine-tuned on the same schedule without a defence): does the defence, not the extra training, explain it?"""
+    wt = _wt(control_table)
+    for c in checks:
+        if c.get("passed") is None:
+            continue
+        row = wt[(wt["model_label"] == c["model"]) & (wt["setting"] == c["setting"])]
+        if row.empty or row["reference"].iloc[0] == c["model"]:
+            continue
+        r = row.iloc[0].to_dict()
+        c["control"] = {"model": r["reference"], "margin": float(r["diff_adversarial"]),
+                        "p_one_sided": float(r["p_adversarial_greater"])}
+        c["text"] += (f". Against the control `{r['reference']}`: margin {_ci(r, 'diff_adversarial')}, one-sided "
+                      f"p={r['p_adversarial_greater']:.3g}")
 
 
 def table_rows(table: pd.DataFrame) -> list[dict[str, Any]]:
@@ -171,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--eps", type=float, default=4.0, help="PGD budget of check (a) (1/255 units)")
     ap.add_argument("--max-clean-loss", type=float, default=0.05, help="clean WT Dice the pgd_at model may lose")
     ap.add_argument("--alpha", type=float, default=0.05, help="one-sided Wilcoxon level of check (a)")
+    ap.add_argument("--control", help="a model to report every check's margin against as well (e.g. the reference "
+                                      "fine-tuned without a defence)")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     start = time.perf_counter()
@@ -181,12 +200,17 @@ def main(argv: list[str] | None = None) -> int:
         if cfg.reference is None and sum(not m.defended for m in cfg.models) != 1:
             raise ConfigError("reference: name the reference model (several or no models have defended false)",
                               path=args.config)
+        if args.control is not None and args.control not in [m.name for m in cfg.models]:
+            raise ConfigError(f"--control: {args.control!r} is not one of the models", path=args.config)
         res = run_grid(cfg, args.out, progress=not args.quiet)
         table = res.comparison
         assert table is not None  # a resolvable reference always gives a comparison
         rows = table_rows(table)
         results = check_pgd_at(table, eps=args.eps, max_clean_loss=args.max_clean_loss, alpha=args.alpha) \
             + check_vaft(table)
+        if args.control is not None:
+            against_control(results, compare_models(res.results, defence_names(cfg.models), args.control,
+                                                    seed=cfg.seed))
         if args.doc:
             plot = plot_comparison(table, Path(args.doc).with_suffix(".png"))
             command = "python scripts/defence_table.py " + " ".join(argv if argv is not None else sys.argv[1:])

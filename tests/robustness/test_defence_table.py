@@ -67,6 +67,13 @@ def test_verdicts_on_hand_made_rows(gain: float, clean_loss: float, passed_a: bo
     assert script.check_pgd_at(table, eps=8)[0]["passed"] is None
     strict = script.check_pgd_at(table, eps=4, max_clean_loss=0.05, alpha=a["p_one_sided"])[0]  # p must be below
     assert strict["passed"] is False
+    checks = [a, b]
+    script.against_control(checks, compare_models(rows, {"ref": "none", "rob": "pgd_at", "vf": "vaft"}, "vf",
+                                                  n_boot=50))
+    vf = wt[(wt.model_label == "vf") & (wt.attack == "pgd")].set_index("case")
+    assert a["control"]["model"] == "vf" and "Against the control `vf`" in a["text"]
+    assert a["control"]["margin"] == pytest.approx((rob.adversarial - vf.adversarial).mean())
+    assert "control" not in b  # the control itself is not compared with itself
     no_vaft = compare_models(rows, {"ref": "none", "rob": "pgd_at", "vf": "trades"}, "ref", n_boot=50)
     assert script.check_vaft(no_vaft)[0]["passed"] is None
 
@@ -164,3 +171,17 @@ def test_single_model_is_an_error(tiny_checkpoint: Path, synth_manifest: Path, t
     assert _script().main(["--config", str(cfg), "-o", str(tmp_path / "o"), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "two or more models" in err and not (tmp_path / "o").exists()
+
+
+def test_unknown_control_is_one_line_exit_2(tiny_checkpoint: Path, synth_manifest: Path, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "grid.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "seed": 0, "split": "test", "manifest": str(synth_manifest), "reference": "ref",
+        "models": [{"name": "ref", "checkpoint": str(tiny_checkpoint)},
+                   {"name": "rob", "checkpoint": str(tiny_checkpoint), "defended": True}],
+        "attacks": [{"attack": "pgd", "options": {"steps": 1}, "eps": [4]}]}))
+    code = _script().main(["--config", str(cfg), "-o", str(tmp_path / "out"), "--control", "nope", "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err and "--control: 'nope'" in err
+    assert not (tmp_path / "out").exists()
