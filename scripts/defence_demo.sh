@@ -3,8 +3,8 @@
 # command 1 first (`bash scripts/demo.sh`: data in runs/demo/data, the clean UNet in runs/demo/unet). Fine-tunes
 # the clean UNet with three defences (skipped when their best.pt exists), each for the same number of epochs at
 # the same learning rate, plus the same fine-tuning without a defence as a control, then runs the comparison grid (resumable) and renders the document.
-#   unet_pgd:  PGD adversarial training, eps 8/255 (twice the budget it is judged at), 3 steps, loss 0.3 clean +
-#              0.7 adversarial
+#   unet_pgd:  PGD adversarial training, eps 4/255, 3 steps, half clean / half adversarial loss
+#   unet_pgd8: the same at eps 8/255 (twice the budget it is judged at), loss 0.3 clean + 0.7 adversarial
 #   unet_fgsm: fast adversarial training (FGSM with random start), eps 4/255, same mix
 #   unet_vaft: VAFA adversarial training (q_max 20, 5 steps) with the frequency-consistency loss
 set -euo pipefail
@@ -22,11 +22,13 @@ finetune() {  # name defence [--set options...]
   fi
 }
 finetune unet_ft none
-finetune unet_pgd pgd_at --set defence.options.eps=8 --set defence.options.steps=3 \
+finetune unet_pgd pgd_at --set defence.options.eps=4 --set defence.options.steps=3 \
+  --set defence.options.clean_weight=0.5
+finetune unet_pgd8 pgd_at --set defence.options.eps=8 --set defence.options.steps=3 \
   --set defence.options.clean_weight=0.3
 finetune unet_fgsm fgsm_rs --set defence.options.eps=4 --set defence.options.clean_weight=0.5
 finetune unet_vaft vaft --set defence.options.q_max=20 --set defence.options.steps=5 \
   --set defence.options.clean_weight=0.5
 python scripts/defence_table.py --config configs/robustness/defence_table.yaml -o "$out/defence_table" \
-  --doc docs/defence_table.md
+  --doc docs/defence_table.md --control unet_ft
 echo "defence demo finished in $(( $(date +%s) - start )) s"

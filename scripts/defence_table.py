@@ -7,9 +7,11 @@ Runs the robustness grid of ``--config`` (resumable: finished cells are reused; 
 writes comparison.csv / comparison.png, then writes a Markdown table, the plot (next to ``--doc``, same name with
 ``.png``) and two checks, computed from the comparison rows:
 
-a. the model whose defence is ``pgd_at`` beats the reference under PGD ε=4 (``--eps``) by a clear margin in mean WT
-   Dice (positive paired mean difference and one-sided paired Wilcoxon p < 0.05, ``--alpha``) while losing at most
-   0.05 (``--max-clean-loss``) mean clean WT Dice;
+A model "beats" the reference when its paired mean WT Dice margin is positive and consistent across cases
+(one-sided paired Wilcoxon p < 0.05, ``--alpha``).
+
+a. the model whose defence is ``pgd_at`` beats the reference under PGD ε=4 (``--eps``) in mean WT Dice while
+   losing at most 0.05 (``--max-clean-loss``) mean clean WT Dice;
 b. the model whose defence is ``vaft`` beats the reference under each VAFA setting in mean WT Dice.
 
 Prints one JSON object (the checks and the table rows). Everything is seeded by the grid config.
@@ -71,18 +73,20 @@ def check_pgd_at(table: pd.DataFrame, *, eps: float = 4, max_clean_loss: float =
     return out
 
 
-def check_vaft(table: pd.DataFrame) -> list[dict[str, Any]]:
-    """Check (b) for every model whose defence is vaft and every VAFA setting (passed None: none)."""
+def check_vaft(table: pd.DataFrame, *, alpha: float = 0.05) -> list[dict[str, Any]]:
+    """Check (b) for every model whose defence is vaft and every VAFA setting (passed None: none): a positive mean
+    margin, consistent across cases (one-sided paired Wilcoxon p < ``alpha``), as in check (a)."""
     wt = _wt(table)
     rows = wt[(wt["defence"] == "vaft") & wt["attack"].astype(str).str.startswith("vafa")].to_dict("records")
     if not rows:
         return [{"check": "vaft_beats_reference", "passed": None, "text": "no vaft model with a VAFA cell"}]
-    return [{"check": "vaft_beats_reference", "passed": bool(r["diff_adversarial"] > 0), "model": r["model_label"],
+    return [{"check": "vaft_beats_reference", "model": r["model_label"],
+             "passed": bool(r["diff_adversarial"] > 0 and float(r["p_adversarial_greater"]) < alpha),
              "reference": r["reference"], "setting": r["setting"], "margin": float(r["diff_adversarial"]),
              "p_one_sided": float(r["p_adversarial_greater"]), "n": int(r["n_paired"]),
              "text": f"`{r['model_label']}` vs `{r['reference']}` under {setting_label(r)}: mean WT Dice margin "
                      f"{_ci(r, 'diff_adversarial')}, one-sided paired Wilcoxon p={r['p_adversarial_greater']:.3g} "
-                     f"(n={int(r['n_paired'])})"} for r in rows]
+                     f"(n={int(r['n_paired'])}, needs < {alpha:g})"} for r in rows]
 
 
 def against_control(checks: list[dict[str, Any]], control_table: pd.DataFrame) -> None:
@@ -169,9 +173,10 @@ def markdown(cfg: GridConfig, table: pd.DataFrame, rows: list[dict[str, Any]], r
         lines.append(f"| {r['setting']} | {r['model']} | {r['defence']} | {r['TC_dice']:.3f} | {r['WT_dice']:.3f} "
                      f"| {r['ET_dice']:.3f} | {diff} | {p} |")
     lines += ["", f"![WT Dice per model and attack]({plot})", "", "## Checks", "",
-              f"A check passes when the paired mean WT Dice margin over the reference is positive; for the pgd_at "
-              f"model the margin must also be consistent across cases (one-sided paired Wilcoxon p < {alpha:g}) "
-              f"and the clean WT Dice lost at most {max_clean_loss:g}. CI and one-sided p are stated.",
+              f"A check passes when the paired mean WT Dice margin over the reference is positive and consistent "
+              f"across cases (one-sided paired Wilcoxon p < {alpha:g}); for the pgd_at model the clean WT Dice lost "
+              f"must also be at most {max_clean_loss:g}. CI and one-sided p are stated; the margin against the "
+              "control (the same fine-tuning without a defence) tells the defence's share from the extra training's.",
               ""]
     for c in results:
         verdict = {True: "**pass**", False: "**FAIL**", None: "not run"}[c["passed"]]
@@ -207,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         assert table is not None  # a resolvable reference always gives a comparison
         rows = table_rows(table)
         results = check_pgd_at(table, eps=args.eps, max_clean_loss=args.max_clean_loss, alpha=args.alpha) \
-            + check_vaft(table)
+            + check_vaft(table, alpha=args.alpha)
         if args.control is not None:
             against_control(results, compare_models(res.results, defence_names(cfg.models), args.control,
                                                     seed=cfg.seed))
