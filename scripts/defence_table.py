@@ -138,6 +138,15 @@ def _versus(wt: dict[str, Any], key: str, p: str) -> dict[str, Any]:
             "WT_p": float(wt[p])}
 
 
+def _shown(path: str | Path) -> str:
+    """``path`` relative to the working directory when it lies below it (no machine paths in documents)."""
+    p = Path(path)
+    try:
+        return p.resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return p.name
+
+
 def model_lines(cfg: GridConfig, table: pd.DataFrame) -> list[str]:
     """One Markdown bullet per model: checkpoint file, defence and its parameters, init_from."""
     reference = str(table["reference"].iloc[0])
@@ -145,11 +154,12 @@ def model_lines(cfg: GridConfig, table: pd.DataFrame) -> list[str]:
     for m in cfg.models:
         prov = load_checkpoint(m.checkpoint).provenance
         rec = defence_record(prov)
-        params = ", ".join(f"{k}={v}" for k, v in rec["params"].items()) or "no parameters"
+        params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                           for k, v in rec["params"].items()) or "no parameters"
         init = prov.get("init_from")
-        init_txt = f"; fine-tuned from `{Path(init['path']).name}`" if isinstance(init, dict) else ""
+        init_txt = f"; fine-tuned from `{init['path']}`" if isinstance(init, dict) else ""
         ref = " (**reference**)" if m.name == reference else ""
-        lines.append(f"- `{m.name}`{ref}: `{Path(m.checkpoint).name}`, defence `{rec['name']}` ({params}){init_txt}")
+        lines.append(f"- `{m.name}`{ref}: `{_shown(m.checkpoint)}`, defence `{rec['name']}` ({params}){init_txt}")
     return lines
 
 
