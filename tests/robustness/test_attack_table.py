@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from types import ModuleType
@@ -10,16 +9,11 @@ from types import ModuleType
 import pandas as pd
 import pytest
 import yaml
-
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "attack_table.py"
+from script_loader import load_script
 
 
 def _script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("attack_table_script", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("attack_table")
 
 
 def _config(path: Path, manifest: Path, checkpoint: Path) -> Path:

@@ -3,7 +3,6 @@ case id, the figure copied and linked, missing inputs exit 2 with one line."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from types import ModuleType
@@ -12,17 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
+from script_loader import load_script
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "blackbox_doc.py"
 CASES = [f"c{i}" for i in range(6)]
 
 
 def _script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("blackbox_doc_script", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("blackbox_doc")
 
 
 def _query_run(folder: Path) -> pd.DataFrame:

@@ -3,7 +3,6 @@ of three checkpoints with defence records."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from types import ModuleType
@@ -13,20 +12,15 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from script_loader import load_script
 
 from volrob.checkpoint import load_checkpoint, save_checkpoint
 from volrob.cli.main import main
 from volrob.robustness.compare import compare_models
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "defence_table.py"
-
 
 def _script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("defence_table_script", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("defence_table")
 
 
 def _rows(gain: float, clean_loss: float) -> pd.DataFrame:
