@@ -52,6 +52,7 @@ def render(query_dir: Path, universal_dir: Path, figures: Path, doc: Path) -> di
     """Write the document; returns the paths written."""
     qrows = pd.read_csv(query_dir / "queries.csv")
     qrun = json.loads((query_dir / "run.json").read_text(encoding="utf-8"))
+    qopts = qrun.get("attack_options", {})
     urows = pd.read_csv(universal_dir / "universal.csv")
     urun = json.loads((universal_dir / "universal.json").read_text(encoding="utf-8"))
     figures.mkdir(parents=True, exist_ok=True)
@@ -63,8 +64,8 @@ def render(query_dir: Path, universal_dir: Path, figures: Path, doc: Path) -> di
              "Produced by `bash scripts/blackbox_demo.sh` (after README command 1 and `bash scripts/transfer_demo.sh`, "
              "which trains the UNETR and Mamba-style models).", "",
              "## Square attack (queries only)", "",
-             f"Model `{qrows['model'].iloc[0]}`, split `{qrun.get('split')}`, L∞ ε = {qrun.get('eps')}/255, "
-             f"query budget {qrun.get('queries')} per case, seed {qrun.get('seed')}. The attack reads only the "
+             f"Model `{qrows['model'].iloc[0]}`, split `{qrun.get('split')}`, L∞ ε = {qopts.get('eps')}/255, "
+             f"query budget {qopts.get('queries')} per case, seed {qrun.get('seed')}. The attack reads only the "
              "model's predictions; each candidate costs one query.", "",
              "| queries | cases | mean WT Dice | min | max |", "| ---: | ---: | ---: | ---: | ---: |"]
     lines += [f"| {int(r.queries)} | {int(r.cases)} | {r.mean:.3f} | {r.min:.3f} | {r.max:.3f} |"

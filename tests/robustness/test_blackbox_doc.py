@@ -33,7 +33,8 @@ def _query_run(folder: Path) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     folder.mkdir(parents=True)
     df.to_csv(folder / "queries.csv", index=False)
-    (folder / "run.json").write_text(json.dumps({"split": "test", "eps": 8, "queries": 200, "seed": 0}))
+    (folder / "run.json").write_text(json.dumps({"split": "test", "seed": 0,
+                                                 "attack_options": {"eps": 8.0, "queries": 200}}))
     (folder / "queries.png").write_bytes(b"\x89PNG\r\n\x1a\n")
     return df
 
@@ -65,6 +66,7 @@ def test_tables_match_direct_computation(tmp_path: Path) -> None:
                      "--doc", str(doc), "--figures", str(tmp_path / "docs" / "fig")]) == 0
     text = doc.read_text()
     assert (tmp_path / "docs" / "fig" / "queries.png").is_file() and "](fig/queries.png)" in text
+    assert "ε = 8.0/255, query budget 200 per case" in text
     wt = q[(q.region == "WT") & (q.metric == "dice")]
     for queries, g in wt.groupby("queries"):
         assert f"| {queries} | 6 | {g['value'].mean():.3f} | {g['value'].min():.3f} |" in text
