@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Robust checkpoints on the synthetic demo data and their comparison (docs/defence_table.md). Needs README
 # command 1 first (`bash scripts/demo.sh`: data in runs/demo/data, the clean UNet in runs/demo/unet). Fine-tunes
-# the clean UNet with three defences (skipped when their best.pt exists), each for the same number of epochs at
-# the same learning rate, plus the same fine-tuning without a defence as a control, then runs the comparison grid (resumable) and renders the document.
+# the clean UNet with three defences (skipped when their best.pt exists), each for 10 epochs (EPOCHS) at the same
+# learning rate, plus the same fine-tuning without a defence as a control, then runs the comparison grid
+# (resumable) and renders the document.
 #   unet_pgd:  PGD adversarial training, eps 4/255, 3 steps, half clean / half adversarial loss
+#   unet_pgd20: unet_pgd's defence for 20 epochs instead of 10
 #   unet_pgd8: the same at eps 8/255 (twice the budget it is judged at), loss 0.3 clean + 0.7 adversarial
 #   unet_fgsm: fast adversarial training (FGSM with random start), eps 4/255, same mix
 #   unet_vaft: VAFA adversarial training (q_max 20, 5 steps) with the frequency-consistency loss
@@ -12,7 +14,7 @@ out="${1:-runs/demo}"
 seed="${SEED:-0}"
 epochs="${EPOCHS:-10}"
 start=$(date +%s)
-finetune() {  # name defence [--set options...]
+finetune() {  # name defence [--set options...] (a later --set train.epochs=N overrides $epochs)
   local name="$1" defence="$2"
   shift 2
   if [ ! -f "$out/$name/best.pt" ]; then
@@ -24,6 +26,8 @@ finetune() {  # name defence [--set options...]
 finetune unet_ft none
 finetune unet_pgd pgd_at --set defence.options.eps=4 --set defence.options.steps=3 \
   --set defence.options.clean_weight=0.5
+finetune unet_pgd20 pgd_at --set defence.options.eps=4 --set defence.options.steps=3 \
+  --set defence.options.clean_weight=0.5 --set train.epochs=20
 finetune unet_pgd8 pgd_at --set defence.options.eps=8 --set defence.options.steps=3 \
   --set defence.options.clean_weight=0.3
 finetune unet_fgsm fgsm_rs --set defence.options.eps=4 --set defence.options.clean_weight=0.5
