@@ -1,5 +1,6 @@
 """The contract every registered defence keeps, in both output modes: the same seed gives the same loss, the inputs
-are left untouched, gradients reach the parameters, and the network is back in train mode afterwards. A defence
+are left untouched, gradients reach the parameters, and the network is back in train mode afterwards; every defence
+that trains on an attack's examples crafts them without touching gradients, statistics, mode or flags. A defence
 registered without an entry in OPTIONS fails here, so every new defence joins the contract."""
 
 from __future__ import annotations
@@ -9,9 +10,11 @@ from typing import Any
 
 import pytest
 import torch
-from defences.tiny import MODES, assert_gradients_flow, make_batch, make_ctx, save_teacher
+from defences.tiny import MODES, assert_crafting_isolated, assert_gradients_flow, make_batch, make_ctx, save_teacher
 
 from volrob import defences
+from volrob.defences.adversarial import AttackTraining
+from volrob.defences.registry import DEFENCES
 
 OPTIONS: dict[str, dict[str, Any]] = {  # small settings; "teacher" is filled in per test
     "none": {}, "distill_teacher": {"temperature": 3.0}, "distillation": {"temperature": 4.0},
@@ -53,3 +56,21 @@ def test_contract(name: str, mode: str, tmp_path: Path) -> None:
     defence.setup(ctx)
     assert_gradients_flow(defence.batch_loss(ctx, x, y, seed=1).loss, ctx)
     assert defence.describe()["name"] == name
+
+
+ATTACK_TRAINING = sorted(n for n in OPTIONS if isinstance(DEFENCES.entry(n).builder, type)
+                         and issubclass(DEFENCES.entry(n).builder, AttackTraining))
+
+
+def test_attack_training_defences_found() -> None:
+    assert {"pgd_at", "fgsm_rs", "vaft"} <= set(ATTACK_TRAINING)
+
+
+@pytest.mark.parametrize("batchnorm", [True, False])
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("name", ATTACK_TRAINING)
+def test_crafting_leaves_network_untouched(name: str, mode: str, batchnorm: bool) -> None:
+    ctx = make_ctx(mode, batchnorm=batchnorm)
+    x, y = make_batch(mode)
+    defence = defences.create(name, **OPTIONS[name])
+    assert_crafting_isolated(lambda c: defence.craft(c, x, y, 3), ctx)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import scipy.fft
 import torch
-from defences.tiny import MODES, assert_crafting_isolated, make_batch, make_ctx
+from defences.tiny import MODES, make_batch, make_ctx
 
 from volrob import attacks, defences
 from volrob.defences.vaft import frequency_consistency
@@ -36,12 +36,6 @@ def test_clean_side_is_detached() -> None:
     assert zc.grad is None and za.grad is not None and za.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("batchnorm", [True, False])
-def test_crafting_leaves_network_untouched(batchnorm: bool) -> None:
-    ctx = make_ctx(batchnorm=batchnorm)
-    x, y = make_batch()
-    defence = defences.create("vaft", **OPTS)
-    assert_crafting_isolated(lambda c: defence.craft(c, x, y, 0), ctx)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -51,7 +45,6 @@ def test_loss_on_the_attacks_own_examples(mode: str, clean_weight: float) -> Non
     ref = copy.deepcopy(ctx)
     x, y = make_batch(mode)
     out = defences.create("vaft", **OPTS, freq_weight=0.7, clean_weight=clean_weight).batch_loss(ctx, x, y, seed=0)
-    ref.predictor.eval()  # vafa3d runs the predictor in the mode it finds it in
     x_adv = attacks.create("vafa3d", steps=2, block=8, q_max=20.0, loss=ref.loss)(ref.predictor, x, y).x_adv
     assert not torch.equal(x_adv, x)
     ref.predictor.train()
