@@ -33,7 +33,7 @@ from volrob.cli.inspect_cmd import defence_record
 from volrob.errors import ConfigError, VolrobError
 from volrob.io import atomic_write_text
 from volrob.report.compare_plot import plot_comparison
-from volrob.robustness.compare import compare_models, defence_names, setting_label
+from volrob.robustness.compare import compare_models, defence_names, resolve_reference, setting_label
 from volrob.robustness.grid import GridConfig, load_grid_config, run_grid
 
 REGIONS = ("TC", "WT", "ET")
@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_grid_config(args.config, args.overrides)
         if len(cfg.models) < 2:
             raise ConfigError("models: the defence table needs two or more models", path=args.config)
-        if cfg.reference is None and sum(not m.defended for m in cfg.models) != 1:
+        if resolve_reference(cfg.models, cfg.reference) is None:
             raise ConfigError("reference: name the reference model (several or no models have defended false)",
                               path=args.config)
         if args.control is not None and args.control not in [m.name for m in cfg.models]:
