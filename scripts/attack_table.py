@@ -8,7 +8,8 @@ Gaussian-noise σ whose mean SSIM on the same cases equals the VAFA cell's, runs
 writes a Markdown table plus four checks to ``--doc``:
 
 1. PGD L∞ ε=8, 20 steps (exact full-volume gradient; ``--eps``/``--steps``) lowers mean WT Dice by at least 50 %
-   (relative);
+   (relative). The check also reports what the drop depends on: per case, the ground-truth whole-tumour volume
+   against the relative drop (Spearman ρ), and the smallest exact-PGD ε of the grid whose mean drop reaches 50 %;
 2. each VAFA cell lowers WT Dice more than noise of the same SSIM (paired one-sided Wilcoxon over cases);
 3. the exact full-volume PGD is at least as strong as the tile protocol at the same ε and steps;
 4. the grid's sanity flags are clear.
@@ -26,14 +27,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
-from scipy.stats import wilcoxon
+from scipy.stats import spearmanr, wilcoxon
 
 from volrob.data.cases import load_case
 from volrob.data.manifest import labelled_cases, load_manifest
 from volrob.data.preprocess import preprocess
-from volrob.errors import VolrobError
+from volrob.errors import DataError, VolrobError
 from volrob.io import atomic_write_text
 from volrob.robustness.attack_run import case_seed
 from volrob.robustness.calibrate import sigma_for_ssim
@@ -64,6 +66,43 @@ def per_case(results: pd.DataFrame, cell: str, column: str) -> pd.Series:
 def wt_dice(results: pd.DataFrame, cell: str) -> pd.Series:
     rows = results[(results["cell"] == cell) & (results["metric"] == "dice") & (results["region"] == "WT")]
     return rows.set_index("case")["adversarial"].sort_index()
+
+
+def wt_volumes_ml(cfg: GridConfig, cases: list[str]) -> pd.Series:
+    """Ground-truth whole-tumour volume (label > 0 on the source grid, mL) of each case id in ``cases``."""
+    man = load_manifest(cfg.manifest)
+    out = {}
+    for cid in cases:
+        data = load_case(man, cid)
+        if data.label is None:
+            raise DataError(f"case {cid} has no label; the tumour volume needs one", path=man.path)
+        out[cid] = float((data.label > 0).sum()) * float(np.prod(data.spacing)) / 1000.0
+    return pd.Series(out, name="wt_ml", dtype=float)
+
+
+def drop_by_volume(results: pd.DataFrame, cell: str, volumes: pd.Series) -> dict[str, Any]:
+    """Per case of ``cell``: WT volume, clean and adversarial WT Dice, relative drop; and the Spearman ρ between
+    volume and drop (None with fewer than three cases or a constant column)."""
+    rows = results[(results["cell"] == cell) & (results["metric"] == "dice") & (results["region"] == "WT")]
+    rows = rows.set_index("case").sort_index()
+    drop = (rows["clean"] - rows["adversarial"]) / rows["clean"].where(rows["clean"] > 0)
+    per_case = [{"case": c, "wt_ml": float(volumes[c]), "clean": float(rows.at[c, "clean"]),
+                 "adversarial": float(rows.at[c, "adversarial"]), "rel_drop": float(drop[c])} for c in rows.index]
+    ok = drop.notna()
+    vol, d = volumes[drop.index[ok]].to_numpy(), drop[ok].to_numpy()
+    rho = (float(spearmanr(vol, d).statistic) if len(d) >= 3 and np.ptp(vol) > 0 and np.ptp(d) > 0 else None)
+    return {"by_case": per_case, "spearman_rho_volume_drop": rho}
+
+
+def eps_reaching_half(res: GridResult, cells: list[dict[str, Any]]) -> float | None:
+    """The smallest ε of an exact-gradient PGD cell (any steps) whose mean relative WT drop is ≥ 50 %."""
+    hits = []
+    for c in cells:
+        if c["attack"] == "pgd" and c["window"].get("gradient", "exact") == "exact" and "eps" in c["options"]:
+            wt = res.summary[(res.summary["cell"] == c["id"]) & (res.summary["region"] == "WT")]
+            if not wt.empty and float(wt["rel_dice_drop"].iloc[0]) >= 0.5:
+                hits.append(float(c["options"]["eps"]))
+    return min(hits) if hits else None
 
 
 def add_matched_noise(cfg: GridConfig, res: GridResult, cells: list[dict[str, Any]]) -> dict[str, float]:
@@ -115,10 +154,10 @@ def _find(cells: list[dict[str, Any]], attack: str, gradient: str, **options: An
     return None
 
 
-def checks(res: GridResult, cells: list[dict[str, Any]], matched: dict[str, float], *, eps: float = 8,
-           steps: int = 20) -> list[dict[str, Any]]:
+def checks(res: GridResult, cells: list[dict[str, Any]], matched: dict[str, float], volumes: pd.Series, *,
+           eps: float = 8, steps: int = 20) -> list[dict[str, Any]]:
     """The four checks of the module docstring (PGD at ``eps``, ``steps``), each with its numbers and ``passed``
-    (None: the grid has no such cells)."""
+    (None: the grid has no such cells); ``volumes`` are the cases' WT volumes (:func:`wt_volumes_ml`)."""
     out: list[dict[str, Any]] = []
     what = f"PGD ε={eps:g}, {steps} steps"
     exact = _find(cells, "pgd", "exact", eps=eps, steps=steps)
@@ -126,11 +165,16 @@ def checks(res: GridResult, cells: list[dict[str, Any]], matched: dict[str, floa
         out.append({"check": "pgd_drop", "passed": None, "text": f"no exact {what} cell"})
     else:
         wt = res.summary[(res.summary["cell"] == exact["id"]) & (res.summary["region"] == "WT")].iloc[0]
-        out.append({"check": "pgd_drop", "passed": bool(wt["rel_dice_drop"] >= 0.5),
+        sizes = drop_by_volume(res.results, exact["id"], volumes)
+        half = eps_reaching_half(res, cells)
+        rho = sizes["spearman_rho_volume_drop"]
+        out.append({"check": "pgd_drop", "passed": bool(wt["rel_dice_drop"] >= 0.5), "cell": exact["id"],
                     "clean": float(wt["clean_dice"]), "adversarial": float(wt["adversarial_dice"]),
-                    "rel_drop": float(wt["rel_dice_drop"]),
+                    "rel_drop": float(wt["rel_dice_drop"]), **sizes, "eps_reaching_half": half,
                     "text": f"{what} (exact): mean WT Dice {wt['clean_dice']:.3f} → {wt['adversarial_dice']:.3f}, "
-                            f"a {wt['rel_dice_drop']:.1%} relative drop (needs ≥ 50 %)"})
+                            f"a {wt['rel_dice_drop']:.1%} relative drop (needs ≥ 50 %). Spearman ρ between "
+                            f"tumour volume and drop: {_fmt(rho, '+.2f')}; the smallest exact-PGD ε of this grid "
+                            f"with a mean drop ≥ 50 %: {'none' if half is None else f'{half:g}'}"})
     for vafa_id, sigma in matched.items():
         noise = next(c for c in cells if c["attack"] == "gaussian_noise" and c["options"].get("eps") == sigma)
         v, n = wt_dice(res.results, vafa_id), wt_dice(res.results, noise["id"])
@@ -185,6 +229,14 @@ def markdown(cfg: GridConfig, rows: list[dict[str, Any]], results: list[dict[str
         lines.append(f"| {r['attack']} | {r['crafted_with']} | {r['budget']} | {_fmt(r['steps'], 'd')} | "
                      f"{r['TC_dice']:.3f} | {r['WT_dice']:.3f} | {r['ET_dice']:.3f} | {r['WT_rel_drop']:.1%} | "
                      f"{r['WT_hd95']:.2f} | {r['ssim']:.4f} | {r['linf_255']:.1f} | {r['seconds_per_case']:.1f} |")
+    sizes = next((c for c in results if c["check"] == "pgd_drop" and "by_case" in c), None)
+    if sizes is not None:
+        lines += ["", f"## Drop per case ({sizes['cell']})", "",
+                  "Relative WT Dice drop against the ground-truth whole-tumour volume of each case:", "",
+                  "| case | WT volume (mL) | clean WT Dice | adversarial WT Dice | drop |",
+                  "| --- | ---: | ---: | ---: | ---: |"]
+        lines += [f"| {r['case']} | {r['wt_ml']:.1f} | {r['clean']:.3f} | {r['adversarial']:.3f} | "
+                  f"{_fmt(r['rel_drop'], '.1%')} |" for r in sorted(sizes["by_case"], key=lambda r: r["wt_ml"])]
     lines += ["", "## Checks", ""]
     for c in results:
         verdict = {True: "**pass**", False: "**FAIL**", None: "not run"}[c["passed"]]
@@ -216,7 +268,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     cells = json.loads((Path(args.out) / "grid.json").read_text(encoding="utf-8"))["cells"]
     rows = table_rows(res, cells)
-    results = checks(res, cells, matched, eps=args.eps, steps=args.steps)
+    try:
+        volumes = wt_volumes_ml(cfg, sorted(res.results["case"].unique()))
+    except VolrobError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    results = checks(res, cells, matched, volumes, eps=args.eps, steps=args.steps)
     seconds = time.perf_counter() - start
     if args.doc:
         command = "python scripts/attack_table.py " + " ".join(argv if argv is not None else sys.argv[1:])

@@ -6,9 +6,12 @@ import json
 from pathlib import Path
 from types import ModuleType
 
+import nibabel as nib
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from scipy.stats import rankdata
 from script_loader import load_script
 
 
@@ -55,6 +58,28 @@ def test_table_checks_match_raw_results_and_resume(tiny_checkpoint: Path, synth_
     drop = (wt["clean"].mean() - wt["adversarial"].mean()) / wt["clean"].mean()
     assert checks["pgd_drop"]["rel_drop"] == pytest.approx(drop) and checks["pgd_drop"]["passed"] == (drop >= 0.5)
 
+    # per-case drop against the tumour volume, read here straight from the label files
+    man = json.loads(synth_manifest.read_text())
+    labels = {c["id"]: synth_manifest.parent / c["label"] for c in man["cases"]}
+    by_case = {r["case"]: r for r in checks["pgd_drop"]["by_case"]}
+    assert set(by_case) == set(wt["case"])
+    for _, row in wt.iterrows():
+        img = nib.load(labels[row["case"]])
+        ml = float((np.asarray(img.dataobj) > 0).sum()) * float(np.prod(img.header.get_zooms()[:3])) / 1000
+        r = by_case[row["case"]]
+        assert r["wt_ml"] == pytest.approx(ml) and r["adversarial"] == pytest.approx(row["adversarial"])
+        assert r["rel_drop"] == pytest.approx((row["clean"] - row["adversarial"]) / row["clean"])
+    vol = np.array([r["wt_ml"] for r in by_case.values()])
+    d = np.array([r["rel_drop"] for r in by_case.values()])
+    rho = checks["pgd_drop"]["spearman_rho_volume_drop"]
+    if np.ptp(d) > 0 and np.ptp(vol) > 0:
+        assert rho == pytest.approx(np.corrcoef(rankdata(vol), rankdata(d))[0, 1])
+    else:
+        assert rho is None
+    summary = pd.read_csv(out / "summary.csv")
+    pgd_wt = summary[(summary.cell == exact) & (summary.region == "WT")]["rel_dice_drop"].iloc[0]
+    assert checks["pgd_drop"]["eps_reaching_half"] == (8 if pgd_wt >= 0.5 else None)
+
     # the matched noise cell exists and its SSIM equals the VAFA cell's (measured independently from the rows)
     vafa = checks["vafa_beats_matched_noise"]
     sigma = vafa["noise_sigma_255"]
@@ -65,7 +90,8 @@ def test_table_checks_match_raw_results_and_resume(tiny_checkpoint: Path, synth_
     assert vafa["passed"] == bool(_wt(results, vafa["cell"]).mean() < _wt(results, noise[0]).mean())
 
     text = doc.read_text()
-    assert text.count("\n| ") == 2 + len(cells) and "## Checks" in text and "attack_table.py" in text
+    assert text.count("\n| ") == 2 + len(cells) + 2 + len(by_case) and "## Checks" in text
+    assert "## Drop per case" in text and "attack_table.py" in text
 
     # a rerun computes nothing and gives the same table
     first = pd.read_csv(out / "summary.csv")
