@@ -161,7 +161,7 @@ def _old_optimise(attack: Vafa3D | Vafa2D, predictor, x: torch.Tensor, target: t
             objective = seg - attack.ssim_weight * (1.0 - ssim(x_adv, xi))
             (grad,) = torch.autograd.grad(objective.sum(), q)
             q = (q.detach() + attack.step_size * grad.sign()).clamp(attack.q_min, attack.q_max)
-            losses.append(float(seg))
+            losses.append(float(seg.detach()))
         outs.append(_old_compress(attack, xi, q, region, None, True))
         tables.append(q)
     x_adv = torch.cat(outs)
