@@ -4,6 +4,11 @@ Each measurement runs in its own subprocess so its peak RSS is clean (``ru_maxrs
 building the model and the input). Prints one JSON object, with the load average (1, 5, 15 minutes) at the start
 and at the end of the run: times taken on a loaded machine are not comparable across runs.
 
+Attack steps: ``pgd`` and ``vafa3d`` each run as whole attacks of 1 and of 3 steps. The time of one step is
+``(T(3) - T(1)) / 2``: what each further step costs, without the per-attack set-up (PGD's random start; VAFA's DCT
+of the input and the reference's SSIM statistics) and the final scoring forward. ``vafa_over_pgd_step_time``
+compares those; ``vafa_over_pgd_one_step_attack_time`` compares the 1-step attacks, set-up included.
+
 Usage: python scripts/bench_attack.py [--small]
 """
 
@@ -47,7 +52,8 @@ def _setup(shape: tuple[int, ...], roi: int, gradient: str) -> tuple[Any, torch.
 
 
 def child(mode: str, shape: tuple[int, ...], roi: int) -> dict[str, Any]:
-    """One measurement: ``forward``, ``naive``, ``exact`` (one loss + input-gradient step) or an attack step."""
+    """One measurement: ``forward``, ``naive``, ``exact`` (one loss + input-gradient step) or a whole attack
+    ``NAME:STEPS``."""
     from volrob.attacks.losses import resolve_loss
 
     pred, x, target = _setup(shape, roi, "autograd" if mode == "naive" else "exact")
@@ -64,7 +70,8 @@ def child(mode: str, shape: tuple[int, ...], roi: int) -> dict[str, Any]:
     else:
         import volrob.attacks as attacks
 
-        attacks.create(mode, steps=1).run(pred, x, target)
+        name, _, steps = mode.partition(":")
+        attacks.create(name, steps=int(steps or 1)).run(pred, x, target)
     return {"seconds": time.perf_counter() - start, "peak_mb": _rss_mb() - base}
 
 
@@ -74,6 +81,13 @@ def _run_child(mode: str, shape: tuple[int, ...], roi: int) -> dict[str, Any]:
     if done.returncode != 0:
         raise SystemExit(f"bench child {mode} failed: {done.stderr.strip().splitlines()[-1:]}")
     return json.loads(done.stdout)
+
+
+def attack_step(name: str, shape: tuple[int, ...], roi: int) -> dict[str, Any]:
+    """Whole attacks of 1 and 3 steps (own processes); ``step_seconds`` is their difference per extra step."""
+    one, three = _run_child(f"{name}:1", shape, roi), _run_child(f"{name}:3", shape, roi)
+    return {"one_step": one, "three_steps": three, "step_seconds": (three["seconds"] - one["seconds"]) / 2,
+            "peak_mb": max(one["peak_mb"], three["peak_mb"])}
 
 
 def main() -> None:
@@ -93,7 +107,7 @@ def main() -> None:
     import volrob.attacks as attacks
 
     have = [name for name in ("pgd", "vafa3d") if name in attacks.available()]
-    steps = {name: _run_child(name, shape, roi) for name in have} if len(have) == 2 else {}
+    steps = {name: attack_step(name, shape, roi) for name in have} if len(have) == 2 else {}
     fwd = res["forward"]
     out = {
         "volume": [1, 4, *shape], "roi": roi, "overlap": 0.5, "mode": "gaussian", "sw_batch_size": 2,
@@ -106,7 +120,10 @@ def main() -> None:
                                 "full_peak_mb": res["exact"]["peak_mb"],
                                 "full_over_small": res["exact"]["peak_mb"] / flat["peak_mb"]},
         "attack_steps": steps,
-        "vafa_over_pgd_step_time": steps["vafa3d"]["seconds"] / steps["pgd"]["seconds"] if steps else None,
+        "vafa_over_pgd_step_time": (steps["vafa3d"]["step_seconds"] / steps["pgd"]["step_seconds"]
+                                    if steps else None),
+        "vafa_over_pgd_one_step_attack_time": (steps["vafa3d"]["one_step"]["seconds"]
+                                               / steps["pgd"]["one_step"]["seconds"] if steps else None),
     }
     out["loadavg_start"], out["loadavg_end"] = load_start, list(os.getloadavg())
     if not steps:
