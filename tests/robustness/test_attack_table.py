@@ -68,11 +68,15 @@ def test_table_checks_match_raw_results_and_resume(tiny_checkpoint: Path, synth_
         ml = float((np.asarray(img.dataobj) > 0).sum()) * float(np.prod(img.header.get_zooms()[:3])) / 1000
         r = by_case[row["case"]]
         assert r["wt_ml"] == pytest.approx(ml) and r["adversarial"] == pytest.approx(row["adversarial"])
-        assert r["rel_drop"] == pytest.approx((row["clean"] - row["adversarial"]) / row["clean"])
-    vol = np.array([r["wt_ml"] for r in by_case.values()])
-    d = np.array([r["rel_drop"] for r in by_case.values()])
+        if row["clean"] > 0:
+            assert r["rel_drop"] == pytest.approx((row["clean"] - row["adversarial"]) / row["clean"])
+        else:
+            assert np.isnan(r["rel_drop"])  # no relative drop from an empty clean overlap
+    scored = [r for r in by_case.values() if not np.isnan(r["rel_drop"])]
+    vol = np.array([r["wt_ml"] for r in scored])
+    d = np.array([r["rel_drop"] for r in scored])
     rho = checks["pgd_drop"]["spearman_rho_volume_drop"]
-    if np.ptp(d) > 0 and np.ptp(vol) > 0:
+    if len(d) >= 3 and np.ptp(d) > 0 and np.ptp(vol) > 0:
         assert rho == pytest.approx(np.corrcoef(rankdata(vol), rankdata(d))[0, 1])
     else:
         assert rho is None
@@ -107,3 +111,19 @@ def test_bad_config_is_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFix
     assert _script().main(["--config", str(bad), "-o", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and str(bad) in err and "\n" not in err
+
+
+def test_drop_by_volume_on_hand_made_rows() -> None:
+    cases = ["a", "b", "c", "d"]
+    rows = pd.DataFrame({"cell": "x", "metric": "dice", "region": "WT", "case": cases,
+                         "clean": [0.8, 0.5, 0.0, 0.9], "adversarial": [0.4, 0.4, 0.0, 0.9]})
+    other = rows.assign(region="TC", adversarial=0.0)  # other regions must not count
+    volumes = pd.Series({"a": 1.0, "b": 5.0, "c": 7.0, "d": 20.0})
+    out = _script().drop_by_volume(pd.concat([rows, other]), "x", volumes)
+    got = {r["case"]: r for r in out["by_case"]}
+    assert got["a"]["rel_drop"] == pytest.approx(0.5) and got["b"]["rel_drop"] == pytest.approx(0.2)
+    assert got["d"]["rel_drop"] == 0 and np.isnan(got["c"]["rel_drop"]) and got["b"]["wt_ml"] == 5.0
+    # drops 0.5, 0.2, 0 at volumes 1, 5, 20: perfectly decreasing ranks (the empty case is left out)
+    assert out["spearman_rho_volume_drop"] == pytest.approx(-1.0)
+    two = _script().drop_by_volume(rows[rows.case.isin(["a", "b"])], "x", volumes)
+    assert two["spearman_rho_volume_drop"] is None
