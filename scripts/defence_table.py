@@ -157,7 +157,7 @@ def model_lines(cfg: GridConfig, table: pd.DataFrame) -> list[str]:
         params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                            for k, v in rec["params"].items()) or "no parameters"
         init = prov.get("init_from")
-        init_txt = f"; fine-tuned from `{init['path']}`" if isinstance(init, dict) else ""
+        init_txt = f"; fine-tuned from `{_shown(init['path'])}`" if isinstance(init, dict) else ""
         ref = " (**reference**)" if m.name == reference else ""
         lines.append(f"- `{m.name}`{ref}: `{_shown(m.checkpoint)}`, defence `{rec['name']}` ({params}){init_txt}")
     return lines

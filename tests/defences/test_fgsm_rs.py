@@ -47,8 +47,6 @@ def test_examples_equal_hand_written_fast_at(mode: str) -> None:
     assert torch.equal(x_adv[:, :, :3], x[:, :, :3])  # background untouched
 
 
-
-
 @pytest.mark.parametrize("clean_weight", [0.0, 0.5])
 def test_loss_mixes_clean_and_adversarial(clean_weight: float) -> None:
     ctx = make_ctx()

@@ -14,8 +14,6 @@ from volrob.errors import ConfigError
 OPTS = {"eps": 4.0, "steps": 2}
 
 
-
-
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("clean_weight", [0.0, 0.3])
 def test_loss_is_weighted_sum_on_the_attacks_own_examples(mode: str, clean_weight: float) -> None:

@@ -36,8 +36,6 @@ def test_clean_side_is_detached() -> None:
     assert zc.grad is None and za.grad is not None and za.grad.abs().sum() > 0
 
 
-
-
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("clean_weight", [0.0, 0.4])
 def test_loss_on_the_attacks_own_examples(mode: str, clean_weight: float) -> None:
