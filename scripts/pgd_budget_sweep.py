@@ -3,6 +3,7 @@
     python scripts/pgd_budget_sweep.py --checkpoint runs/demo/unet/best.pt \
         --manifest runs/demo/data/manifest.json --split val --eps 8 16 32 --steps 10 --loss bce
 
+With ``--attack vafa3d --q-max 20 40 80`` the budgets are VAFA's quantisation bounds instead of ε.
 Scores are on the preprocessed grid (no mapping back to the source grid); use ``volrob attack`` for full tables.
 """
 
@@ -21,6 +22,7 @@ from volrob.data.labels import REGIONS, canonical_to_regions, logits_to_regions
 from volrob.data.manifest import load_manifest
 from volrob.data.preprocess import preprocess
 from volrob.evaluation.metrics import dice
+from volrob.evaluation.ssim import ssim
 
 
 def main() -> None:
@@ -31,6 +33,7 @@ def main() -> None:
     ap.add_argument("--case", type=int, default=0, help="index of the case within the split")
     ap.add_argument("--attack", default="pgd")
     ap.add_argument("--eps", type=float, nargs="+", default=[4, 8, 16, 32])
+    ap.add_argument("--q-max", type=float, nargs="+", help="budgets are q_max values (VAFA) instead of --eps")
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--loss", default="auto")
     ap.add_argument("--seed", type=int, default=0)
@@ -59,10 +62,12 @@ def main() -> None:
         opts.pop("steps")
     out = {"case": case.id, "shape": list(x.shape), "attack": args.attack, "options": opts, "clean": scores(x),
            "budgets": []}
-    for eps in args.eps:
+    key = "eps" if args.q_max is None else "q_max"
+    for value in args.eps if args.q_max is None else args.q_max:
         tic = time.perf_counter()
-        res = attacks.create(args.attack, eps=eps, seed=args.seed, **opts)(predictor, x, target)
-        out["budgets"].append({"eps": eps, "dice": scores(res.x_adv), "seconds": round(time.perf_counter() - tic, 1),
+        res = attacks.create(args.attack, **{key: value}, seed=args.seed, **opts)(predictor, x, target)
+        out["budgets"].append({key: value, "dice": scores(res.x_adv), "ssim": round(float(ssim(res.x_adv, x)[0]), 4),
+                               "seconds": round(time.perf_counter() - tic, 1),
                                "loss_first_last": [res.record["loss"][0], res.record["loss"][-1]]})
     print(json.dumps(out, indent=1))
 
