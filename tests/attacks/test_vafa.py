@@ -172,6 +172,8 @@ def _old_optimise(attack: Vafa3D | Vafa2D, predictor, x: torch.Tensor, target: t
     (Vafa3D, 4, (2, 2, 8, 9, 7), "none", (0.0, 1.0)),  # ragged blocks on two axes
     (Vafa3D, 5, (1, 3, 7, 6, 8), "brain", (0.2, 0.8)),  # region mask and clipping active
     (Vafa2D, 3, (1, 2, 4, 7, 5), "brain", (0.1, 0.9)),
+    (Vafa3D, 2, (2, 1, 37, 2, 3), "brain", (0.0, 1.0)),  # two tiles along D, the second with a ragged block
+    (Vafa2D, 2, (1, 2, 35, 2, 3), "none", (0.0, 1.0)),  # D not transformed: tiles of 32 slices and 3
 ])
 def test_fused_compress_matches_autograd(cls, block: int, shape: tuple[int, ...], mask: str,  # type: ignore[no-untyped-def]
                                          clip: tuple[float, float]) -> None:

@@ -55,9 +55,12 @@ def _filter_adjoint(g: torch.Tensor, w: torch.Tensor, dims: list[int], full: tor
     for d in reversed(dims):
         shape = list(g.shape)
         shape[d] = full[d]
-        out = g.new_zeros(shape)
-        for k, tap in enumerate(taps):
-            out.narrow(d, k, g.shape[d]).add_(g, alpha=tap)
+        n = g.shape[d]
+        out = g.new_empty(shape)
+        torch.mul(g, taps[0], out=out.narrow(d, 0, n))  # the first tap writes, so only the tail needs zeros
+        out.narrow(d, n, full[d] - n).zero_()
+        for k in range(1, len(taps)):
+            out.narrow(d, k, n).add_(g, alpha=taps[k])
         g = out
     return g
 
@@ -139,8 +142,9 @@ class SSIMReference:
                        slabs: int = 8) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Mean SSIM per sample and, if ``need_grad``, the gradient of their sum with respect to ``x``.
 
-        Evaluated in ``slabs`` slabs along the first filtered axis (each with its window's overlap), so the
-        temporaries are a fraction of the volume's size.
+        Evaluated one channel at a time, in ``slabs`` slabs along the first filtered axis (each with its window's
+        overlap): the temporaries are a fraction of one channel, small enough to stay in cache, and channels need
+        no overlap since the window is spatial only.
         """
         if isinstance(slabs, bool) or not isinstance(slabs, int) or slabs < 1:
             raise ConfigError(f"ssim: slabs must be a positive integer, got {slabs!r}")
@@ -151,11 +155,14 @@ class SSIMReference:
         count = self.mu[0].numel()
         total = x.new_zeros(x.shape[0])
         grad = torch.zeros_like(x) if need_grad else None
-        for o0 in range(0, n_out, step):
-            n = min(step, n_out - o0)
-            xi, ri = x.narrow(d0, o0, n + size - 1), self.ref.narrow(d0, o0, n + size - 1)
-            total += self._slab(xi, ri, self.mu.narrow(d0, o0, n), self.var.narrow(d0, o0, n),
-                                None if grad is None else grad.narrow(d0, o0, n + size - 1), 1.0 / count)
+        for c in range(x.shape[1]):
+            xc, rc, mc, vc = (t.narrow(1, c, 1) for t in (x, self.ref, self.mu, self.var))
+            gc = None if grad is None else grad.narrow(1, c, 1)
+            for o0 in range(0, n_out, step):
+                n = min(step, n_out - o0)
+                total += self._slab(xc.narrow(d0, o0, n + size - 1), rc.narrow(d0, o0, n + size - 1),
+                                    mc.narrow(d0, o0, n), vc.narrow(d0, o0, n),
+                                    None if gc is None else gc.narrow(d0, o0, n + size - 1), 1.0 / count)
         return total / count, grad
 
     def _slab(self, x: torch.Tensor, r: torch.Tensor, mr: torch.Tensor, var: torch.Tensor,
