@@ -4,10 +4,12 @@ Each measurement runs in its own subprocess so its peak RSS is clean (``ru_maxrs
 building the model and the input). Prints one JSON object, with the load average (1, 5, 15 minutes) at the start
 and at the end of the run: times taken on a loaded machine are not comparable across runs.
 
-Attack steps: ``pgd`` and ``vafa3d`` each run as whole attacks of 1 and of 3 steps. The time of one step is
-``(T(3) - T(1)) / 2``: what each further step costs, without the per-attack set-up (PGD's random start; VAFA's DCT
-of the input and the reference's SSIM statistics) and the final scoring forward. ``vafa_over_pgd_step_time``
-compares those; ``vafa_over_pgd_one_step_attack_time`` compares the 1-step attacks, set-up included.
+Attack steps: ``pgd`` and ``vafa3d`` each run as whole attacks of 1 and of 5 steps, the two attacks alternating
+(pgd 1, vafa3d 1, pgd 5, vafa3d 5) so a change of load on a shared machine falls on both. The time of one step is
+``(T(5) - T(1)) / 4``: what each further step costs, averaged over four, without the per-attack set-up (PGD's
+random start; VAFA's DCT of the input and the reference's SSIM statistics) and the final scoring forward.
+``vafa_over_pgd_step_time`` compares those; ``vafa_over_pgd_one_step_attack_time`` compares the 1-step attacks,
+set-up included.
 
 Usage: python scripts/bench_attack.py [--small]
 """
@@ -83,11 +85,20 @@ def _run_child(mode: str, shape: tuple[int, ...], roi: int) -> dict[str, Any]:
     return json.loads(done.stdout)
 
 
-def attack_step(name: str, shape: tuple[int, ...], roi: int) -> dict[str, Any]:
-    """Whole attacks of 1 and 3 steps (own processes); ``step_seconds`` is their difference per extra step."""
-    one, three = _run_child(f"{name}:1", shape, roi), _run_child(f"{name}:3", shape, roi)
-    return {"one_step": one, "three_steps": three, "step_seconds": (three["seconds"] - one["seconds"]) / 2,
-            "peak_mb": max(one["peak_mb"], three["peak_mb"])}
+LONG = 5  # steps of the longer attack run
+
+
+def attack_steps(names: list[str], shape: tuple[int, ...], roi: int) -> dict[str, dict[str, Any]]:
+    """Whole attacks of 1 and ``LONG`` steps (own processes, the attacks alternating); ``step_seconds`` is the
+    difference per extra step."""
+    runs = {(name, steps): _run_child(f"{name}:{steps}", shape, roi) for steps in (1, LONG) for name in names}
+    out = {}
+    for name in names:
+        one, long = runs[name, 1], runs[name, LONG]
+        out[name] = {"one_step": one, f"{LONG}_steps": long,
+                     "step_seconds": (long["seconds"] - one["seconds"]) / (LONG - 1),
+                     "peak_mb": max(one["peak_mb"], long["peak_mb"])}
+    return out
 
 
 def main() -> None:
@@ -107,7 +118,7 @@ def main() -> None:
     import volrob.attacks as attacks
 
     have = [name for name in ("pgd", "vafa3d") if name in attacks.available()]
-    steps = {name: attack_step(name, shape, roi) for name in have} if len(have) == 2 else {}
+    steps = attack_steps(have, shape, roi) if len(have) == 2 else {}
     fwd = res["forward"]
     out = {
         "volume": [1, 4, *shape], "roi": roi, "overlap": 0.5, "mode": "gaussian", "sw_batch_size": 2,

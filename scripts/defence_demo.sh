@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Robust checkpoints on the synthetic demo data and their comparison (docs/defence_table.md). Needs README
 # command 1 first (`bash scripts/demo.sh`: data in runs/demo/data, the clean UNet in runs/demo/unet). Fine-tunes
-# the clean UNet with three defences (skipped when their best.pt exists), each for 10 epochs (EPOCHS) at the same
-# learning rate, plus the same fine-tuning without a defence as a control, then runs the comparison grid
+# the clean UNet with the defences below (skipped when their best.pt exists), for 10 epochs (EPOCHS) unless a model
+# says 20, all at the same learning rate, plus the same fine-tunings without a defence as controls (unet_ft,
+# unet_ft20; each check is also measured against the control of its own schedule), then runs the comparison grid
 # (resumable) and renders the document.
 #   unet_pgd:  PGD adversarial training, eps 4/255, 3 steps, half clean / half adversarial loss
 #   unet_pgd20: unet_pgd's defence for 20 epochs instead of 10
@@ -10,6 +11,8 @@
 #   unet_fgsm: fast adversarial training (FGSM with random start), eps 4/255, same mix
 #   unet_vaft: VAFA adversarial training (q_max 20, 5 steps) with the frequency-consistency loss
 #   unet_vaft20: unet_vaft's defence for 20 epochs instead of 10
+#   unet_vaft_fw01: unet_vaft20 with the frequency-consistency weight 0.1 instead of 1
+#   unet_ft20: the control of the 20-epoch models (unet_ft for 20 epochs)
 set -euo pipefail
 out="${1:-runs/demo}"
 seed="${SEED:-0}"
@@ -25,6 +28,7 @@ finetune() {  # name defence [--set options...] (a later --set train.epochs=N ov
   fi
 }
 finetune unet_ft none
+finetune unet_ft20 none --set train.epochs=20
 finetune unet_pgd pgd_at --set defence.options.eps=4 --set defence.options.steps=3 \
   --set defence.options.clean_weight=0.5
 finetune unet_pgd20 pgd_at --set defence.options.eps=4 --set defence.options.steps=3 \
@@ -36,6 +40,8 @@ finetune unet_vaft vaft --set defence.options.q_max=20 --set defence.options.ste
   --set defence.options.clean_weight=0.5
 finetune unet_vaft20 vaft --set defence.options.q_max=20 --set defence.options.steps=5 \
   --set defence.options.clean_weight=0.5 --set train.epochs=20
+finetune unet_vaft_fw01 vaft --set defence.options.q_max=20 --set defence.options.steps=5 \
+  --set defence.options.clean_weight=0.5 --set defence.options.freq_weight=0.1 --set train.epochs=20
 python scripts/defence_table.py --config configs/robustness/defence_table.yaml -o "$out/defence_table" \
-  --doc docs/defence_table.md --control unet_ft
+  --doc docs/defence_table.md --control unet_ft --control unet_ft20
 echo "defence demo finished in $(( $(date +%s) - start )) s"

@@ -14,6 +14,10 @@ a. the model whose defence is ``pgd_at`` beats the reference under PGD ε=4 (``-
    losing at most 0.05 (``--max-clean-loss``) mean clean WT Dice;
 b. the model whose defence is ``vaft`` beats the reference under each VAFA setting in mean WT Dice.
 
+With ``--control NAME`` (repeatable), each check also states its model's margin against a control: a model trained
+without a defence on the same schedule (seed, data, starting checkpoint, training options, read from the
+checkpoints), so the defence's share of a margin is told from the extra training's.
+
 Prints one JSON object (the checks and the table rows). Everything is seeded by the grid config.
 """
 
@@ -89,15 +93,48 @@ def check_vaft(table: pd.DataFrame, *, alpha: float = 0.05) -> list[dict[str, An
                      f"(n={int(r['n_paired'])}, needs < {alpha:g})"} for r in rows]
 
 
-def against_control(checks: list[dict[str, Any]], control_table: pd.DataFrame) -> None:
-    """Add to each finished check the same margin measured against the control model (e.g. the reference
-    fine-tuned on the same schedule without a defence): does the defence, not the extra training, explain it?"""
-    wt = _wt(control_table)
+SCHEDULE_IGNORED = ("device", "amp", "init_from")  # where a run ran, not what it learnt; init_from by its sha256
+
+
+def schedule_key(provenance: dict[str, Any]) -> str:
+    """What a checkpoint's training did apart from its defence: seed, data (manifest sha256), the ``train``
+    options and the sha256 of the checkpoint it was fine-tuned from. Equal keys: the same schedule."""
+    train = (provenance.get("config") or {}).get("train") or {}
+    init = provenance.get("init_from")
+    return json.dumps({"seed": provenance.get("seed"), "manifest": provenance.get("manifest_sha256"),
+                       "init_from": init.get("sha256") if isinstance(init, dict) else None,
+                       "train": {k: v for k, v in train.items() if k not in SCHEDULE_IGNORED}},
+                      sort_keys=True, default=str)
+
+
+def matched_controls(schedules: dict[str, str], controls: list[str]) -> dict[str, str]:
+    """For each model that is not a control, the first control in ``controls`` trained on the same schedule
+    (models without one are left out)."""
+    out = {}
+    for model, key in schedules.items():
+        if model in controls:
+            continue
+        same = [c for c in controls if schedules[c] == key]
+        if same:
+            out[model] = same[0]
+    return out
+
+
+def against_control(checks: list[dict[str, Any]], control_tables: dict[str, pd.DataFrame],
+                    control_of: dict[str, str]) -> None:
+    """Add to each finished check the same margin measured against its model's control (``control_of``: the
+    reference fine-tuned on the same schedule without a defence; ``control_tables``: the comparison against each
+    control): does the defence, not the extra training, explain it?"""
     for c in checks:
         if c.get("passed") is None:
             continue
+        control = control_of.get(c["model"])
+        if control is None:
+            c["text"] += f". No control ({', '.join(f'`{n}`' for n in control_tables)}) has the same schedule"
+            continue
+        wt = _wt(control_tables[control])
         row = wt[(wt["model_label"] == c["model"]) & (wt["setting"] == c["setting"])]
-        if row.empty or row["reference"].iloc[0] == c["model"]:
+        if row.empty:
             continue
         r = row.iloc[0].to_dict()
         c["control"] = {"model": r["reference"], "margin": float(r["diff_adversarial"]),
@@ -186,7 +223,8 @@ def markdown(cfg: GridConfig, table: pd.DataFrame, rows: list[dict[str, Any]], r
               f"A check passes when the paired mean WT Dice margin over the reference is positive and consistent "
               f"across cases (one-sided paired Wilcoxon p < {alpha:g}); for the pgd_at model the clean WT Dice lost "
               f"must also be at most {max_clean_loss:g}. CI and one-sided p are stated; the margin against the "
-              "control (the same fine-tuning without a defence) tells the defence's share from the extra training's.",
+              "control (the same fine-tuning without a defence: same seed, data, starting checkpoint and training "
+              "options) tells the defence's share from the extra training's.",
               ""]
     for c in results:
         verdict = {True: "**pass**", False: "**FAIL**", None: "not run"}[c["passed"]]
@@ -203,8 +241,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--eps", type=float, default=4.0, help="PGD budget of check (a) (1/255 units)")
     ap.add_argument("--max-clean-loss", type=float, default=0.05, help="clean WT Dice the pgd_at model may lose")
     ap.add_argument("--alpha", type=float, default=0.05, help="one-sided Wilcoxon level of check (a)")
-    ap.add_argument("--control", help="a model to report every check's margin against as well (e.g. the reference "
-                                      "fine-tuned without a defence)")
+    ap.add_argument("--control", action="append", default=[],
+                    help="a model trained without a defence to report check margins against as well (e.g. the "
+                         "reference fine-tuned on the same schedule); repeat for several schedules: each checked "
+                         "model is compared with the control whose training schedule matches its own")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     start = time.perf_counter()
@@ -215,17 +255,20 @@ def main(argv: list[str] | None = None) -> int:
         if resolve_reference(cfg.models, cfg.reference) is None:
             raise ConfigError("reference: name the reference model (several or no models have defended false)",
                               path=args.config)
-        if args.control is not None and args.control not in [m.name for m in cfg.models]:
-            raise ConfigError(f"--control: {args.control!r} is not one of the models", path=args.config)
+        for name in args.control:
+            if name not in [m.name for m in cfg.models]:
+                raise ConfigError(f"--control: {name!r} is not one of the models", path=args.config)
         res = run_grid(cfg, args.out, progress=not args.quiet)
         table = res.comparison
         assert table is not None  # a resolvable reference always gives a comparison
         rows = table_rows(table)
         results = check_pgd_at(table, eps=args.eps, max_clean_loss=args.max_clean_loss, alpha=args.alpha) \
             + check_vaft(table, alpha=args.alpha)
-        if args.control is not None:
-            against_control(results, compare_models(res.results, defence_names(cfg.models), args.control,
-                                                    seed=cfg.seed))
+        if args.control:
+            schedules = {m.name: schedule_key(load_checkpoint(m.checkpoint).provenance) for m in cfg.models}
+            tables = {c: compare_models(res.results, defence_names(cfg.models), c, seed=cfg.seed)
+                      for c in args.control}
+            against_control(results, tables, matched_controls(schedules, args.control))
         if args.doc:
             plot = plot_comparison(table, Path(args.doc).with_suffix(".png"))
             command = "python scripts/defence_table.py " + " ".join(argv if argv is not None else sys.argv[1:])

@@ -62,14 +62,33 @@ def test_verdicts_on_hand_made_rows(gain: float, clean_loss: float, passed_a: bo
     strict = script.check_pgd_at(table, eps=4, max_clean_loss=0.05, alpha=a["p_one_sided"])[0]  # p must be below
     assert strict["passed"] is False
     checks = [a, b]
-    script.against_control(checks, compare_models(rows, {"ref": "none", "rob": "pgd_at", "vf": "vaft"}, "vf",
-                                                  n_boot=50))
+    tables = {"vf": compare_models(rows, {"ref": "none", "rob": "pgd_at", "vf": "vaft"}, "vf", n_boot=50)}
+    script.against_control(checks, tables, {"rob": "vf"})
     vf = wt[(wt.model_label == "vf") & (wt.attack == "pgd")].set_index("case")
     assert a["control"]["model"] == "vf" and "Against the control `vf`" in a["text"]
     assert a["control"]["margin"] == pytest.approx((rob.adversarial - vf.adversarial).mean())
-    assert "control" not in b  # the control itself is not compared with itself
+    assert "control" not in b and "No control (`vf`) has the same schedule" in b["text"]  # vf has no control
     no_vaft = compare_models(rows, {"ref": "none", "rob": "pgd_at", "vf": "trades"}, "ref", n_boot=50)
     assert script.check_vaft(no_vaft)[0]["passed"] is None
+
+
+def _provenance(epochs: int, init_sha: str = "a", device: str = "cpu", seed: int = 0) -> dict:
+    return {"seed": seed, "manifest_sha256": "m", "init_from": {"path": f"/{device}/x.pt", "sha256": init_sha},
+            "config": {"train": {"epochs": epochs, "lr": 0.001, "device": device, "amp": device == "cuda",
+                                 "init_from": f"/{device}/x.pt"}}}
+
+
+def test_controls_are_matched_by_schedule() -> None:
+    script = _script()
+    key = script.schedule_key
+    assert key(_provenance(10)) == key(_provenance(10, device="cuda"))  # where it ran does not matter
+    for other in (_provenance(20), _provenance(10, init_sha="b"), _provenance(10, seed=1), {}):
+        assert key(other) != key(_provenance(10))
+    schedules = {"ft10": key(_provenance(10)), "ft20": key(_provenance(20)), "pgd10": key(_provenance(10)),
+                 "pgd20": key(_provenance(20)), "vaft30": key(_provenance(30)), "ref": key({})}
+    matched = script.matched_controls(schedules, ["ft10", "ft20"])
+    assert matched == {"pgd10": "ft10", "pgd20": "ft20"}  # no control for vaft30 or the reference
+    assert script.matched_controls(schedules, []) == {}
 
 
 def _variant(src: Path, dst: Path, defence: str | None, scale: float) -> Path:
