@@ -11,7 +11,7 @@ import pytest
 from scipy import stats
 
 from volrob.errors import ConfigError, DataError
-from volrob.report.compare_plot import plot_comparison
+from volrob.report.compare_plot import comparison_series, plot_comparison
 from volrob.robustness.compare import COMPARISON_COLUMNS, compare_models, format_comparison, resolve_reference
 from volrob.robustness.grid import ModelSpec
 
@@ -140,6 +140,18 @@ def test_plot_and_text_table(tmp_path: Path) -> None:
         plot_comparison(table, tmp_path / "cmp.jpg")
     with pytest.raises(ConfigError, match="region: no comparison rows for 'XX'"):
         plot_comparison(table, tmp_path / "x.png", region="XX")
+    labels, series = comparison_series(table, "TC")
+    assert labels == ["clean", "pgd eps=4", "fgsm eps=4"] and [s.model for s in series] == ["ref", "rob"]
+    ref, rob = series
+    tc = table[table.region == "TC"].set_index(["model_label", "setting"])
+    for i, setting in enumerate(SETTINGS, start=1):
+        row = tc.loc[("rob", setting)]
+        assert rob.dice[0][i] == row["adversarial_dice"] and rob.dice[2][i] == row["adversarial_ci_high"]
+        assert rob.diff[0][i] == row["diff_adversarial"] and rob.diff[1][i] == row["diff_adversarial_ci_low"]
+    first = tc.loc[("rob", next(iter(SETTINGS)))]
+    assert (rob.dice[0][0], rob.diff[0][0], rob.diff[2][0]) == (first["clean_dice"], first["diff_clean"],
+                                                                 first["diff_clean_ci_high"])
+    assert np.isnan(ref.diff[0]).all() and rob.defence == "pgd_at"  # the reference has no difference to itself
     text = format_comparison(table).splitlines()
     assert len(text) == 1 + 2 * 2 and "pgd eps=4" in text[1] and "reference" in text[1]
     rob = table[(table.region == "WT") & (table.model_label == "rob")].iloc[0]
