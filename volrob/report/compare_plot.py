@@ -79,8 +79,8 @@ def plot_comparison(table: pd.DataFrame, path: str | Path, *, region: str = "WT"
     x = np.arange(len(labels))
     for i, s in enumerate(series):
         offset = (i - (n - 1) / 2) * width
-        _bars(top, x, width, offset, s.dice, color=colours(i), label=f"{s.model} ({s.defence})")
-        _bars(bottom, x, width, offset, s.diff, color=colours(i))
+        _bars(top, x, width, offset, s.dice, color=colours(i % colours.N), label=f"{s.model} ({s.defence})")
+        _bars(bottom, x, width, offset, s.diff, color=colours(i % colours.N))
     top.set_ylabel(f"mean {region} Dice (95 % CI)")
     top.set_ylim(0, 1.05)
     top.set_title(f"{region} Dice per model: clean and under attack")
