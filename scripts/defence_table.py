@@ -184,12 +184,13 @@ def _shown(path: str | Path) -> str:
         return p.name
 
 
-def model_lines(cfg: GridConfig, table: pd.DataFrame) -> list[str]:
-    """One Markdown bullet per model: checkpoint file, defence and its parameters, init_from."""
+def model_lines(cfg: GridConfig, table: pd.DataFrame, provenances: dict[str, dict[str, Any]]) -> list[str]:
+    """One Markdown bullet per model (``provenances``: each model's checkpoint provenance): checkpoint file, defence
+    and its parameters, init_from."""
     reference = str(table["reference"].iloc[0])
     lines = []
     for m in cfg.models:
-        prov = load_checkpoint(m.checkpoint).provenance
+        prov = provenances[m.name]
         rec = defence_record(prov)
         params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                            for k, v in rec["params"].items()) or "no parameters"
@@ -201,14 +202,15 @@ def model_lines(cfg: GridConfig, table: pd.DataFrame) -> list[str]:
 
 
 def markdown(cfg: GridConfig, table: pd.DataFrame, rows: list[dict[str, Any]], results: list[dict[str, Any]],
-             command: str, plot: str, n_cases: int, max_clean_loss: float = 0.05, alpha: float = 0.05) -> str:
+             command: str, plot: str, n_cases: int, provenances: dict[str, dict[str, Any]],
+             max_clean_loss: float = 0.05, alpha: float = 0.05) -> str:
     lines = [
         "# Defences: robust checkpoints against a clean reference", "",
         "Produced by (from the repository root):", "", "```", command, "```", "",
         f"Split `{cfg.split}` ({n_cases} case(s)), seed {cfg.seed}. Budgets in 1/255 of the [0, 1] attack space. "
         "Mean Dice over cases; WT Δ is the paired mean difference of the model minus the reference on the same "
         "cases with its 95 % percentile-bootstrap CI, p the two-sided paired Wilcoxon signed-rank test.", "",
-        "## Models", "", *model_lines(cfg, table), "",
+        "## Models", "", *model_lines(cfg, table, provenances), "",
         "## Dice", "",
         "| setting | model | defence | TC Dice | WT Dice | ET Dice | WT Δ vs reference [95 % CI] | p |",
         "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |",
@@ -264,8 +266,10 @@ def main(argv: list[str] | None = None) -> int:
         rows = table_rows(table)
         results = check_pgd_at(table, eps=args.eps, max_clean_loss=args.max_clean_loss, alpha=args.alpha) \
             + check_vaft(table, alpha=args.alpha)
+        provenances = {m.name: load_checkpoint(m.checkpoint).provenance for m in cfg.models} \
+            if args.control or args.doc else {}
         if args.control:
-            schedules = {m.name: schedule_key(load_checkpoint(m.checkpoint).provenance) for m in cfg.models}
+            schedules = {name: schedule_key(prov) for name, prov in provenances.items()}
             tables = {c: compare_models(res.results, defence_names(cfg.models), c, seed=cfg.seed)
                       for c in args.control}
             against_control(results, tables, matched_controls(schedules, args.control))
@@ -274,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
             command = "python scripts/defence_table.py " + " ".join(argv if argv is not None else sys.argv[1:])
             n_cases = int(res.results["case"].nunique())
             atomic_write_text(args.doc, markdown(cfg, table, rows, results, command, plot.name, n_cases,
-                                                    args.max_clean_loss, args.alpha))
+                                                    provenances, args.max_clean_loss, args.alpha))
     except VolrobError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
