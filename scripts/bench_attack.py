@@ -6,14 +6,23 @@ the second call (steady state), ``cold_seconds`` the first; the peak covers both
 load average (1, 5, 15 minutes) at the start and at the end of the run: times taken on a loaded machine are not
 comparable across runs.
 
-Attack steps: ``pgd`` and ``vafa3d`` each run as whole attacks of 1 and of 5 steps, the two attacks alternating
-(pgd 1, vafa3d 1, pgd 5, vafa3d 5) so a change of load on a shared machine falls on both. The time of one step is
+Attack steps: ``pgd``, ``vafa3d`` and ``pgd@autograd`` (the same PGD through the naive predictor, plain autograd
+through the sliding window) each run as whole attacks of 1 and of 5 steps, alternating (the three 1-step attacks,
+then the three 5-step ones) so a change of load on a shared machine falls on all. The time of one step is
 ``(T(5) - T(1)) / 4``: what each further step costs, averaged over four, without the per-attack set-up (PGD's
 random start; VAFA's DCT of the input and the reference's SSIM statistics) and the final scoring forward.
-``vafa_over_pgd_step_time`` compares those; ``vafa_over_pgd_one_step_attack_time`` compares the 1-step attacks,
-set-up included.
+``vafa_over_pgd_step_time`` compares those steps, ``vafa_over_pgd_one_step_attack_time`` the 1-step attacks,
+set-up included; ``attack_step_time_ratio_vs_naive`` compares a further PGD step with the exact gradient against
+naive autograd inside a running attack, ``attack_peak_mem_ratio_vs_naive`` the attacks' peak memory.
+``page_faults_mb`` is the memory first touched through minor page faults (``ru_minflt``) in the timed call or
+attack, ``step_page_faults_mb`` the same per further attack step.
 
-Usage: python scripts/bench_attack.py [--small]
+Host memory: ``--host-memory system`` (default) leaves glibc's allocator as a plain Python process has it;
+``--host-memory retain`` runs every child under :func:`volrob.utils.host_memory.retain_freed_memory` (what the
+``volrob`` command does), which keeps freed blocks for reuse instead of page-faulting them in again every step.
+Both sides of every ratio run under the same policy; the JSON records it as ``host_memory``.
+
+Usage: python scripts/bench_attack.py [--small] [--host-memory {system,retain}]
 """
 
 from __future__ import annotations
@@ -37,6 +46,11 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # kilobytes on Linux
 
 
+def _faulted_mb() -> float:
+    """Memory brought in by minor page faults so far (first touches of fresh pages), in MB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt * resource.getpagesize() / 2**20
+
+
 def _setup(shape: tuple[int, ...], roi: int, gradient: str) -> tuple[Any, torch.Tensor, torch.Tensor]:
     from volrob.inference.predictor import Predictor, SlidingWindowConfig
     from volrob.models import create
@@ -55,12 +69,17 @@ def _setup(shape: tuple[int, ...], roi: int, gradient: str) -> tuple[Any, torch.
     return pred, x, target
 
 
-def child(mode: str, shape: tuple[int, ...], roi: int) -> dict[str, Any]:
+def child(mode: str, shape: tuple[int, ...], roi: int, host_memory: str) -> dict[str, Any]:
     """One measurement: ``forward``, ``naive``, ``exact`` (one loss + input-gradient step) or a whole attack
-    ``NAME:STEPS``."""
+    ``NAME[@GRADIENT]:STEPS`` (gradient ``exact`` unless given, e.g. ``pgd@autograd:5``)."""
     from volrob.attacks.losses import resolve_loss
+    from volrob.utils.host_memory import retain_freed_memory
 
-    pred, x, target = _setup(shape, roi, "autograd" if mode == "naive" else "exact")
+    if host_memory == "retain" and not retain_freed_memory():
+        raise SystemExit("--host-memory retain: this platform's allocator has no mallopt (glibc only)")
+    spec, _, steps = mode.partition(":")
+    name, _, gradient = spec.partition("@")
+    pred, x, target = _setup(shape, roi, "autograd" if mode == "naive" else gradient or "exact")
     loss = resolve_loss("auto", "regions")
     base = _rss_mb()
     if mode in ("forward", "naive", "exact"):
@@ -76,19 +95,21 @@ def child(mode: str, shape: tuple[int, ...], roi: int) -> dict[str, Any]:
         start = time.perf_counter()
         once()  # the first call also pays one-time costs (kernel set-up, first touch of fresh memory)
         cold = time.perf_counter() - start
-        start = time.perf_counter()
+        faulted, start = _faulted_mb(), time.perf_counter()
         once()
-        return {"seconds": time.perf_counter() - start, "cold_seconds": cold, "peak_mb": _rss_mb() - base}
+        return {"seconds": time.perf_counter() - start, "cold_seconds": cold, "peak_mb": _rss_mb() - base,
+                "page_faults_mb": _faulted_mb() - faulted}
     import volrob.attacks as attacks
 
-    name, _, steps = mode.partition(":")
-    start = time.perf_counter()
+    faulted, start = _faulted_mb(), time.perf_counter()
     attacks.create(name, steps=int(steps or 1)).run(pred, x, target)
-    return {"seconds": time.perf_counter() - start, "peak_mb": _rss_mb() - base}
+    return {"seconds": time.perf_counter() - start, "peak_mb": _rss_mb() - base,
+            "page_faults_mb": _faulted_mb() - faulted}
 
 
-def _run_child(mode: str, shape: tuple[int, ...], roi: int) -> dict[str, Any]:
-    cmd = [sys.executable, __file__, "--child", mode, "--shape", *map(str, shape), "--roi", str(roi)]
+def _run_child(mode: str, shape: tuple[int, ...], roi: int, host_memory: str) -> dict[str, Any]:
+    cmd = [sys.executable, __file__, "--child", mode, "--shape", *map(str, shape), "--roi", str(roi),
+           "--host-memory", host_memory]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"bench child {mode} failed: {done.stderr.strip().splitlines()[-1:]}")
@@ -98,15 +119,18 @@ def _run_child(mode: str, shape: tuple[int, ...], roi: int) -> dict[str, Any]:
 LONG = 5  # steps of the longer attack run
 
 
-def attack_steps(names: list[str], shape: tuple[int, ...], roi: int) -> dict[str, dict[str, Any]]:
+def attack_steps(names: list[str], shape: tuple[int, ...], roi: int,
+                 host_memory: str) -> dict[str, dict[str, Any]]:
     """Whole attacks of 1 and ``LONG`` steps (own processes, the attacks alternating); ``step_seconds`` is the
     difference per extra step."""
-    runs = {(name, steps): _run_child(f"{name}:{steps}", shape, roi) for steps in (1, LONG) for name in names}
+    runs = {(name, steps): _run_child(f"{name}:{steps}", shape, roi, host_memory)
+            for steps in (1, LONG) for name in names}
     out = {}
     for name in names:
         one, long = runs[name, 1], runs[name, LONG]
         out[name] = {"one_step": one, f"{LONG}_steps": long,
                      "step_seconds": (long["seconds"] - one["seconds"]) / (LONG - 1),
+                     "step_page_faults_mb": (long["page_faults_mb"] - one["page_faults_mb"]) / (LONG - 1),
                      "peak_mb": max(one["peak_mb"], long["peak_mb"])}
     return out
 
@@ -114,24 +138,27 @@ def attack_steps(names: list[str], shape: tuple[int, ...], roi: int) -> dict[str
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", action="store_true", help="quick run on small volumes with ROI 32")
+    parser.add_argument("--host-memory", choices=("system", "retain"), default="system",
+                        help="glibc allocator policy of every measurement (default: system)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--shape", type=int, nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--roi", type=int, default=96, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(args.child, tuple(args.shape), args.roi)))
+        print(json.dumps(child(args.child, tuple(args.shape), args.roi, args.host_memory)))
         return
     load_start = list(os.getloadavg())
     shape, flat_shape, roi = (QUICK, QUICK_FLAT, 32) if args.small else (FULL, SMALL_FLAT, 96)
-    res = {mode: _run_child(mode, shape, roi) for mode in ("forward", "naive", "exact")}
-    flat = _run_child("exact", flat_shape, roi)
+    res = {mode: _run_child(mode, shape, roi, args.host_memory) for mode in ("forward", "naive", "exact")}
+    flat = _run_child("exact", flat_shape, roi, args.host_memory)
     import volrob.attacks as attacks
 
     have = [name for name in ("pgd", "vafa3d") if name in attacks.available()]
-    steps = attack_steps(have, shape, roi) if len(have) == 2 else {}
+    steps = attack_steps([*have, "pgd@autograd"], shape, roi, args.host_memory) if len(have) == 2 else {}
     fwd = res["forward"]
     out = {
-        "volume": [1, 4, *shape], "roi": roi, "overlap": 0.5, "mode": "gaussian", "sw_batch_size": 2,
+        "host_memory": args.host_memory, "volume": [1, 4, *shape], "roi": roi, "overlap": 0.5, "mode": "gaussian",
+        "sw_batch_size": 2,
         "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
         "forward": fwd, "naive_step": res["naive"], "exact_step": res["exact"],
         "peak_mem_ratio_vs_forward": res["exact"]["peak_mb"] / fwd["peak_mb"],
@@ -146,6 +173,10 @@ def main() -> None:
                                     if steps else None),
         "vafa_over_pgd_one_step_attack_time": (steps["vafa3d"]["one_step"]["seconds"]
                                                / steps["pgd"]["one_step"]["seconds"] if steps else None),
+        "attack_step_time_ratio_vs_naive": (steps["pgd"]["step_seconds"] / steps["pgd@autograd"]["step_seconds"]
+                                            if steps else None),
+        "attack_peak_mem_ratio_vs_naive": (steps["pgd"]["peak_mb"] / steps["pgd@autograd"]["peak_mb"]
+                                           if steps else None),
     }
     out["loadavg_start"], out["loadavg_end"] = load_start, list(os.getloadavg())
     if not steps:

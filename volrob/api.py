@@ -6,6 +6,8 @@
 
 Inputs ``x`` live in the attack space: each channel scaled to [0, 1] (``volrob.data.preprocess`` does it for
 NIfTI data). ``mean``/``std`` is the normalisation your network expects on top of that (identity by default).
+On CPU, :func:`retain_freed_memory` once per process makes every attack step faster (see
+:mod:`volrob.utils.host_memory`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ from volrob.checkpoint import load_checkpoint
 from volrob.data.labels import logits_to_regions
 from volrob.evaluation.metrics import case_metrics
 from volrob.inference.predictor import Predictor, SlidingWindowConfig
+from volrob.utils.host_memory import retain_freed_memory
+
+__all__ = ["load_predictor", "make_predictor", "retain_freed_memory", "score", "segment"]
 
 
 def make_predictor(network: nn.Module, *, roi_size: Sequence[int], in_channels: int = 4,

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from volrob import __version__
 from volrob.errors import VolrobError
+from volrob.utils.host_memory import retain_unless_disabled
 
 # Each module ``volrob.cli.<name>_cmd`` defines ``register(subparsers)``, which adds its parser and sets
 # ``func`` (``Callable[[argparse.Namespace], int]``) as the parser default.
@@ -34,6 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    retain_unless_disabled()  # reuse freed host memory across steps (VOLROB_RETAIN_HOST_MEMORY=0 turns it off)
     try:
         return int(args.func(args) or 0)
     except VolrobError as err:

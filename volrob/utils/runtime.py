@@ -39,6 +39,7 @@ def environment() -> dict[str, Any]:
     import monai
 
     from volrob import __version__
+    from volrob.utils.host_memory import host_memory_policy
 
     return {
         "volrob": __version__,
@@ -46,4 +47,5 @@ def environment() -> dict[str, Any]:
         "monai": str(monai.__version__),
         "python": platform.python_version(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "host_memory": host_memory_policy(),
     }
