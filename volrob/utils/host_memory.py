@@ -9,7 +9,7 @@ took about 11 GB of page faults per call, about a quarter of its time, and naive
 :func:`retain_freed_memory` raises both thresholds (``mallopt``), so freed blocks stay in the heap and the next
 allocation of the same size reuses them. What is computed does not change; the process keeps its peak footprint
 after a peak instead of returning it, and the peak grows (a freed block is reused only by an allocation that fits
-in it; by 10-30 % in the benchmark). On anything but glibc it does nothing and returns ``False``.
+in it; by 4-38 % in the benchmark). On anything but glibc it does nothing and returns ``False``.
 
 The ``volrob`` command calls it at start-up unless the environment sets ``VOLROB_RETAIN_HOST_MEMORY=0``; library
 users call it themselves. :func:`host_memory_policy` says which policy the process runs under (recorded with
