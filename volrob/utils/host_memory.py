@@ -19,7 +19,6 @@ every result's environment).
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 from collections.abc import Callable
 
@@ -36,12 +35,10 @@ _retained = False
 
 
 def _libc_mallopt() -> Callable[[int, int], int] | None:
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
+    """``mallopt`` of the C library this process runs on (its global symbols: no library search), or ``None``."""
     try:
-        fn = ctypes.CDLL(name).mallopt
-    except (OSError, AttributeError):
+        fn = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError, TypeError):  # TypeError: platforms where CDLL needs a library name
         return None
     fn.argtypes, fn.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return fn  # type: ignore[no-any-return]
