@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import torch
 
-from volrob.attacks.frequency.dct import block_dct, dct_nd
+from volrob.signal.dct import block_dct, dct_nd
 
 
 def _time(fn: Callable[[], torch.Tensor], repeats: int) -> float:

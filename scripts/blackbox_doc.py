@@ -3,10 +3,12 @@
     python scripts/blackbox_doc.py --query runs/demo/query --universal runs/demo/universal \
         --doc docs/blackbox_demo.md --figures docs/blackbox
 
-Query attack: mean WT Dice over the cases after each scored query count (queries 0 = clean), with the figure of
-``volrob query`` copied into ``--figures``. Universal perturbation: per target, mean clean WT Dice, with the tiled
-universal δ, and with the random-sign control of the same budget, plus a paired one-sided Wilcoxon test (universal
-lower than control on the same cases). Prints one JSON object with the paths written.
+Query attack (the run's ``queries.csv``): mean WT Dice over the cases of the most damaging input found so far
+(column ``adversarial``) after each scored query count (queries 0 = clean), with the figure of ``volrob query``
+(``queries.png``) copied into ``--figures``. Universal perturbation (the run's ``results.csv``, attacks
+``universal`` and ``sign_noise``, and ``universal/record.json``): per scored model, mean clean WT Dice, with the
+tiled universal δ, and with the random-sign control of the same budget, plus a paired one-sided Wilcoxon test
+(universal lower than control on the same cases). Prints one JSON object with the paths written.
 """
 
 from __future__ import annotations
@@ -25,36 +27,71 @@ from volrob.errors import DataError, VolrobError
 from volrob.evaluation.summary import paired_wilcoxon
 from volrob.io import atomic_write_text
 
+CONTROL = "sign_noise"
+"""The attack of the universal run's control cell: uniform random signs of the same L∞ budget, seeded per case."""
+
 
 def query_table(rows: pd.DataFrame, region: str = "WT") -> pd.DataFrame:
-    """Mean and range of ``region`` Dice over cases per query count (queries 0 is the clean input)."""
-    sel = rows[(rows.region == region) & (rows.metric == "dice")]
-    return (sel.groupby("queries")["value"].agg(["count", "mean", "min", "max"]).reset_index()
+    """Mean and range of ``region`` Dice over cases per query count (queries 0 is the clean input); the score of a
+    row is its ``adversarial`` column (the most damaging input found up to that count)."""
+    sel = rows[(rows["region"] == region) & (rows["metric"] == "dice")]
+    return (sel.groupby("queries")["adversarial"].agg(["count", "mean", "min", "max"]).reset_index()
             .rename(columns={"count": "cases"}))
 
 
 def universal_table(rows: pd.DataFrame, region: str = "WT") -> pd.DataFrame:
-    """Per target: cases, mean clean / universal / control Dice and the one-sided paired Wilcoxon p (universal
-    below control)."""
-    sel = rows[(rows.region == region) & (rows.metric == "dice")]
+    """Per scored model: cases, mean clean / universal / control Dice and the one-sided paired Wilcoxon p (universal
+    below control), cases paired by id."""
+    sel = rows[(rows["region"] == region) & (rows["metric"] == "dice")]
     out = []
-    for target, g in sel.groupby("target", sort=False):
-        uni = g[g.perturbation == "universal"].set_index("case")["adversarial"].sort_index()
-        noise = g[g.perturbation == "noise"].set_index("case")["adversarial"].sort_index()
-        clean = g[g.perturbation == "universal"].set_index("case")["clean"].sort_index()
+    for model, g in sel.groupby("model", sort=False):
+        uni = g[g["attack"] == "universal"].set_index("case")["adversarial"].sort_index()
+        noise = g[g["attack"] == CONTROL].set_index("case")["adversarial"].sort_index()
+        clean = g[g["attack"] == "universal"].set_index("case")["clean"].sort_index()
         p = paired_wilcoxon(noise, uni, alternative="greater").pvalue  # Series by case: paired by id
-        out.append({"target": target, "cases": len(uni), "clean": clean.mean(), "universal": uni.mean(),
+        out.append({"model": model, "cases": len(uni), "clean": clean.mean(), "universal": uni.mean(),
                     "control": noise.mean(), "p_universal_lower": p})
     return pd.DataFrame(out)
 
 
+def shown(path: Path) -> str:
+    """``path`` relative to the working directory when it lies below it (no machine paths in documents)."""
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return path.name
+
+
+def _run_json(folder: Path, command: str) -> dict[str, Any]:
+    try:
+        meta = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise DataError("no readable run.json (run the command first)", path=folder) from None
+    if meta.get("command") != command or meta.get("status") != "finished":
+        raise DataError(f"not a finished volrob {command} run (run.json: command {meta.get('command')!r}, status "
+                        f"{meta.get('status')!r})", path=folder)
+    return meta
+
+
+def _read(folder: Path, name: str) -> Any:
+    path = folder / name
+    if not path.is_file():
+        raise DataError(f"no {name} here (run the command first)", path=folder)
+    return pd.read_csv(path) if name.endswith(".csv") else json.loads(path.read_text(encoding="utf-8"))
+
+
 def render(query_dir: Path, universal_dir: Path, figures: Path, doc: Path) -> dict[str, Any]:
     """Write the document; returns the paths written."""
-    qrows = pd.read_csv(query_dir / "queries.csv")
-    qrun = json.loads((query_dir / "run.json").read_text(encoding="utf-8"))
-    qopts = qrun.get("attack_options", {})
-    urows = pd.read_csv(universal_dir / "universal.csv")
-    urun = json.loads((universal_dir / "universal.json").read_text(encoding="utf-8"))
+    qrun = _run_json(query_dir, "query")
+    qrows = _read(query_dir, "queries.csv")
+    qopts = next((c["options"] for c in qrun.get("cells", []) if c.get("attack") == "square3d"), {})
+    urun = _run_json(universal_dir, "universal")
+    urows = _read(universal_dir, "results.csv")
+    learned = _read(universal_dir, "universal/record.json")["params"]
+    if not {"universal", CONTROL} <= set(urows["attack"]):
+        raise DataError(f"results.csv holds no universal and {CONTROL} rows", path=universal_dir)
+    if not (query_dir / "queries.png").is_file():
+        raise DataError("no queries.png here (run the command first)", path=query_dir)
     figures.mkdir(parents=True, exist_ok=True)
     fig = figures / "queries.png"
     shutil.copyfile(query_dir / "queries.png", fig)
@@ -63,22 +100,29 @@ def render(query_dir: Path, universal_dir: Path, figures: Path, doc: Path) -> di
     lines = ["# Query-based and universal black-box attacks on the synthetic demo models", "",
              "Produced by `bash scripts/blackbox_demo.sh` (after README command 1 and `bash scripts/transfer_demo.sh`, "
              "which trains the UNETR and Mamba-style models).", "",
+             f"The query table is read from `{shown(query_dir / 'queries.csv')}` (one row per case, query count, "
+             "region and metric; the score of each count is in column `adversarial`), the universal table from "
+             f"`{shown(universal_dir / 'results.csv')}` (attacks `universal` and `{CONTROL}`, one row per scored "
+             f"`model`, case, region and metric) and `{shown(universal_dir / 'universal' / 'record.json')}` (how the "
+             "perturbation was learned; `delta.npz` beside it).", "",
              "## Square attack (queries only)", "",
-             f"Model `{qrows['model'].iloc[0]}`, split `{qrun.get('split')}`, L∞ ε = {qopts.get('eps')}/255, "
-             f"query budget {qopts.get('queries')} per case, seed {qrun.get('seed')}. The attack reads only the "
-             "model's predictions; each candidate costs one query.", "",
+             f"Model `{qrows['model'].iloc[0]}`, split `{qrun['config'].get('split')}`, L∞ ε = "
+             f"{float(qopts.get('eps', float('nan')))}/255, query budget {qopts.get('queries')} per case, seed "
+             f"{qrun['config'].get('seed')}. The attack reads only the model's predictions; each candidate costs one "
+             "query. Each count scores the most damaging input found so far.", "",
              "| queries | cases | mean WT Dice | min | max |", "| ---: | ---: | ---: | ---: | ---: |"]
     lines += [f"| {int(r.queries)} | {int(r.cases)} | {r.mean:.3f} | {r.min:.3f} | {r.max:.3f} |"
               for r in qt.itertuples()]
     lines += ["", f"![WT Dice vs queries]({rel.as_posix()})", "",
               "## Universal perturbation", "",
-              f"Learned on `{urun.get('train_split')}` crops of the source `{urows['source'].iloc[0]}` "
-              f"(ε = {urun.get('eps')}/255, {urun.get('epochs')} epochs, {urun.get('crops_per_case')} crops per case, "
-              f"step {urun.get('step')}/255, seed {urun.get('seed')}), tiled over the unseen "
-              f"`{urun.get('eval_split')}` cases and scored on every model. Control: {urun.get('noise_control')}.", "",
+              f"Learned on `{learned.get('train_split')}` crops of the source `{learned.get('source')}` "
+              f"(ε = {float(learned.get('eps'))}/255, {learned.get('epochs')} epochs, {learned.get('crops_per_case')} "
+              f"crops per case, step {float(learned.get('step'))}/255, seed {learned.get('seed')}), tiled over the "
+              f"unseen `{urun['config'].get('split')}` cases and scored on every model. Control: uniform random sign "
+              f"+-eps/255 in the brain mask, seeded per case (attack `{CONTROL}`).", "",
               "| target | cases | clean WT | universal δ | random-sign control | p (universal < control) |",
               "| --- | ---: | ---: | ---: | ---: | ---: |"]
-    lines += [f"| {r.target} | {r.cases} | {r.clean:.3f} | {r.universal:.3f} | {r.control:.3f} | "
+    lines += [f"| {r.model} | {r.cases} | {r.clean:.3f} | {r.universal:.3f} | {r.control:.3f} | "
               f"{r.p_universal_lower:.3g} |" for r in ut.itertuples()]
     lines.append("")
     atomic_write_text(doc, "\n".join(lines))
@@ -93,9 +137,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--figures", required=True, type=Path)
     args = ap.parse_args(argv)
     try:
-        for folder, name in ((args.query, "queries.csv"), (args.universal, "universal.csv")):
-            if not (folder / name).is_file():
-                raise DataError(f"no {name} here (run the command first)", path=folder)
         print(json.dumps(render(args.query, args.universal, args.figures, args.doc)))
     except VolrobError as err:
         print(f"error: {err}", file=sys.stderr)

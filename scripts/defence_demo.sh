@@ -4,7 +4,8 @@
 # the clean UNet with the defences below (skipped when their best.pt exists), for 10 epochs (EPOCHS) unless a model
 # says 20, all at the same learning rate, plus the same fine-tunings without a defence as controls (unet_ft,
 # unet_ft20; each check is also measured against the control of its own schedule), then runs the comparison grid
-# (resumable) and renders the document.
+# (resumable: the engine's run folder $out/defence_table, which `volrob robustness` can also continue) and renders
+# the document into ${DOCS:-docs}/defence_table.md (set DOCS to render a trial run elsewhere).
 #   unet_pgd:  PGD adversarial training, eps 4/255, 3 steps, half clean / half adversarial loss
 #   unet_pgd20: unet_pgd's defence for 20 epochs instead of 10
 #   unet_pgd8: the same at eps 8/255 (twice the budget it is judged at), loss 0.3 clean + 0.7 adversarial
@@ -17,6 +18,7 @@ set -euo pipefail
 out="${1:-runs/demo}"
 seed="${SEED:-0}"
 epochs="${EPOCHS:-10}"
+docs="${DOCS:-docs}"
 start=$(date +%s)
 finetune() {  # name defence [--set options...] (a later --set train.epochs=N overrides $epochs)
   local name="$1" defence="$2"
@@ -42,6 +44,12 @@ finetune unet_vaft20 vaft --set defence.options.q_max=20 --set defence.options.s
   --set defence.options.clean_weight=0.5 --set train.epochs=20
 finetune unet_vaft_fw01 vaft --set defence.options.q_max=20 --set defence.options.steps=5 \
   --set defence.options.clean_weight=0.5 --set defence.options.freq_weight=0.1 --set train.epochs=20
-python scripts/defence_table.py --config configs/robustness/defence_table.yaml -o "$out/defence_table" \
-  --doc docs/defence_table.md --control unet_ft --control unet_ft20
+config=configs/robustness/defence_table.yaml
+if [ "$out" != runs/demo ]; then  # the config names runs/demo/...: point it at $out instead
+  sed "s#runs/demo/#$out/#g" "$config" > "$out/defence_table.yaml"
+  config="$out/defence_table.yaml"
+fi
+python scripts/defence_table.py --config "$config" -o "$out/defence_table" \
+  --doc "$docs/defence_table.md" --control unet_ft --control unet_ft20
+[ -f "$out/defence_table/comparison.csv" ] || { echo "defence demo: no comparison.csv" >&2; exit 1; }
 echo "defence demo finished in $(( $(date +%s) - start )) s"

@@ -3,9 +3,10 @@
     python scripts/defence_table.py --config configs/robustness/defence_table.yaml -o runs/demo/defence_table \
         --doc docs/defence_table.md
 
-Runs the robustness grid of ``--config`` (resumable: finished cells are reused; it needs two or more models), which
-writes comparison.csv / comparison.png, then writes a Markdown table, the plot (next to ``--doc``, same name with
-``.png``) and two checks, computed from the comparison rows:
+Runs the white-box grid of ``--config`` with the engine (:func:`volrob.engine.kernel.run_experiment`, command
+``robustness``: resumable, finished units are reused, and ``volrob robustness`` can continue the same folder; it
+needs two or more models and a reference), which writes comparison.csv / comparison.png, then writes a Markdown
+table, the plot (next to ``--doc``, same name with ``.png``) and two checks, computed from the comparison rows:
 
 A model "beats" the reference when its paired mean WT Dice margin is positive and consistent across cases
 (one-sided paired Wilcoxon p < 0.05, ``--alpha``).
@@ -32,13 +33,13 @@ from typing import Any
 
 import pandas as pd
 
-from volrob.checkpoint import load_checkpoint
 from volrob.cli.inspect_cmd import defence_record
-from volrob.errors import ConfigError, VolrobError
+from volrob.engine.config import RunConfig, load_run_config
+from volrob.engine.kernel import RunResult, run_experiment
+from volrob.errors import ConfigError, DataError, VolrobError
+from volrob.evaluation.compare import compare_models, resolve_reference, setting_label
 from volrob.io import atomic_write_text
 from volrob.report.compare_plot import plot_comparison
-from volrob.robustness.compare import compare_models, defence_names, resolve_reference, setting_label
-from volrob.robustness.grid import GridConfig, load_grid_config, run_grid
 
 REGIONS = ("TC", "WT", "ET")
 
@@ -65,11 +66,11 @@ def check_pgd_at(table: pd.DataFrame, *, eps: float = 4, max_clean_loss: float =
         margin, clean_loss = float(r["diff_adversarial"]), -float(r["diff_clean"])
         passed = bool(margin > 0 and float(r["p_adversarial_greater"]) < alpha and clean_loss <= max_clean_loss)
         out.append({
-            "check": "pgd_at_beats_reference", "passed": passed, "model": r["model_label"],
+            "check": "pgd_at_beats_reference", "passed": passed, "model": r["model"],
             "reference": r["reference"], "setting": r["setting"], "margin": margin,
             "margin_ci": [float(r["diff_adversarial_ci_low"]), float(r["diff_adversarial_ci_high"])],
             "p_one_sided": float(r["p_adversarial_greater"]), "clean_loss": clean_loss, "n": int(r["n_paired"]),
-            "text": f"`{r['model_label']}` vs `{r['reference']}` under {setting_label(r)}: mean WT Dice margin "
+            "text": f"`{r['model']}` vs `{r['reference']}` under {setting_label(r)}: mean WT Dice margin "
                     f"{_ci(r, 'diff_adversarial')} (95 % bootstrap CI), one-sided paired Wilcoxon "
                     f"p={r['p_adversarial_greater']:.3g} (n={int(r['n_paired'])}, needs < {alpha:g}); clean WT "
                     f"Dice change {_ci(r, 'diff_clean')} (loss {clean_loss:.3f}, allowed ≤ {max_clean_loss:g})",
@@ -84,11 +85,11 @@ def check_vaft(table: pd.DataFrame, *, alpha: float = 0.05) -> list[dict[str, An
     rows = wt[(wt["defence"] == "vaft") & wt["attack"].astype(str).str.startswith("vafa")].to_dict("records")
     if not rows:
         return [{"check": "vaft_beats_reference", "passed": None, "text": "no vaft model with a VAFA cell"}]
-    return [{"check": "vaft_beats_reference", "model": r["model_label"],
+    return [{"check": "vaft_beats_reference", "model": r["model"],
              "passed": bool(r["diff_adversarial"] > 0 and float(r["p_adversarial_greater"]) < alpha),
              "reference": r["reference"], "setting": r["setting"], "margin": float(r["diff_adversarial"]),
              "p_one_sided": float(r["p_adversarial_greater"]), "n": int(r["n_paired"]),
-             "text": f"`{r['model_label']}` vs `{r['reference']}` under {setting_label(r)}: mean WT Dice margin "
+             "text": f"`{r['model']}` vs `{r['reference']}` under {setting_label(r)}: mean WT Dice margin "
                      f"{_ci(r, 'diff_adversarial')}, one-sided paired Wilcoxon p={r['p_adversarial_greater']:.3g} "
                      f"(n={int(r['n_paired'])}, needs < {alpha:g})"} for r in rows]
 
@@ -133,7 +134,7 @@ def against_control(checks: list[dict[str, Any]], control_tables: dict[str, pd.D
             c["text"] += f". No control ({', '.join(f'`{n}`' for n in control_tables)}) has the same schedule"
             continue
         wt = _wt(control_tables[control])
-        row = wt[(wt["model_label"] == c["model"]) & (wt["setting"] == c["setting"])]
+        row = wt[(wt["model"] == c["model"]) & (wt["setting"] == c["setting"])]
         if row.empty:
             continue
         r = row.iloc[0].to_dict()
@@ -147,17 +148,17 @@ def table_rows(table: pd.DataFrame) -> list[dict[str, Any]]:
     """Clean first (per model, from its first setting), then every setting × model: Dice per region and the WT
     difference to the reference."""
     out = []
-    models = list(pd.unique(table["model_label"]))
+    models = list(pd.unique(table["model"]))
     settings = list(pd.unique(table["setting"]))
     for model in models:
-        first = table[(table["model_label"] == model) & (table["setting"] == settings[0])].set_index("region")
+        first = table[(table["model"] == model) & (table["setting"] == settings[0])].set_index("region")
         wt = first.loc["WT"].to_dict()
         out.append({"setting": "clean", "model": model, "defence": wt["defence"],
                     **{f"{r}_dice": float(first.loc[r, "clean_dice"]) for r in REGIONS},
                     **_versus(wt, "diff_clean", "p_clean")})
     for setting in settings:
         for model in models:
-            mine = table[(table["model_label"] == model) & (table["setting"] == setting)].set_index("region")
+            mine = table[(table["model"] == model) & (table["setting"] == setting)].set_index("region")
             if mine.empty:
                 continue
             wt = mine.loc["WT"].to_dict()
@@ -169,7 +170,7 @@ def table_rows(table: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def _versus(wt: dict[str, Any], key: str, p: str) -> dict[str, Any]:
-    if wt["model_label"] == wt["reference"] or wt[key] != wt[key]:
+    if wt["model"] == wt["reference"] or wt[key] != wt[key]:
         return {"WT_diff": None, "WT_diff_ci": None, "WT_p": None}
     return {"WT_diff": float(wt[key]), "WT_diff_ci": [float(wt[key + "_ci_low"]), float(wt[key + "_ci_high"])],
             "WT_p": float(wt[p])}
@@ -184,9 +185,9 @@ def _shown(path: str | Path) -> str:
         return p.name
 
 
-def model_lines(cfg: GridConfig, table: pd.DataFrame, provenances: dict[str, dict[str, Any]]) -> list[str]:
-    """One Markdown bullet per model (``provenances``: each model's checkpoint provenance): checkpoint file, defence
-    and its parameters, init_from."""
+def model_lines(cfg: RunConfig, table: pd.DataFrame, provenances: dict[str, dict[str, Any]]) -> list[str]:
+    """One Markdown bullet per model (``provenances``: each model's checkpoint provenance, empty for an external
+    model): checkpoint file (or factory), defence and its parameters, init_from."""
     reference = str(table["reference"].iloc[0])
     lines = []
     for m in cfg.models:
@@ -197,16 +198,20 @@ def model_lines(cfg: GridConfig, table: pd.DataFrame, provenances: dict[str, dic
         init = prov.get("init_from")
         init_txt = f"; fine-tuned from `{_shown(init['path'])}`" if isinstance(init, dict) else ""
         ref = " (**reference**)" if m.name == reference else ""
-        lines.append(f"- `{m.name}`{ref}: `{_shown(m.checkpoint)}`, defence `{rec['name']}` ({params}){init_txt}")
+        where = _shown(m.checkpoint) if m.checkpoint else m.model
+        lines.append(f"- `{m.name}`{ref}: `{where}`, defence `{rec['name']}` ({params}){init_txt}")
     return lines
 
 
-def markdown(cfg: GridConfig, table: pd.DataFrame, rows: list[dict[str, Any]], results: list[dict[str, Any]],
+def markdown(cfg: RunConfig, table: pd.DataFrame, rows: list[dict[str, Any]], results: list[dict[str, Any]],
              command: str, plot: str, n_cases: int, provenances: dict[str, dict[str, Any]],
-             max_clean_loss: float = 0.05, alpha: float = 0.05) -> str:
+             max_clean_loss: float = 0.05, alpha: float = 0.05, out: str | Path = "OUT") -> str:
     lines = [
         "# Defences: robust checkpoints against a clean reference", "",
         "Produced by (from the repository root):", "", "```", command, "```", "",
+        f"The grid runs on the experiment engine (`docs/engine.md`): `{_shown(out)}` is a `volrob robustness` run "
+        "folder whose `comparison.csv` (one row per `model`, setting and region, against the `reference`) holds "
+        "every number below; each model's defence is the one recorded in its checkpoint.", "",
         f"Split `{cfg.split}` ({n_cases} case(s)), seed {cfg.seed}. Budgets in 1/255 of the [0, 1] attack space. "
         "Mean Dice over cases; WT Δ is the paired mean difference of the model minus the reference on the same "
         "cases with its 95 % percentile-bootstrap CI, p the two-sided paired Wilcoxon signed-rank test.", "",
@@ -234,10 +239,48 @@ def markdown(cfg: GridConfig, table: pd.DataFrame, rows: list[dict[str, Any]], r
     return "\n".join(lines) + "\n"
 
 
+def provenance_of(res: RunResult, name: str) -> dict[str, Any]:
+    """The checkpoint provenance of a run's model as loaded by the engine (empty for an external model)."""
+    assert res.pool is not None
+    prov = res.pool.sources[name].origin.get("provenance")
+    return prov if isinstance(prov, dict) else {}
+
+
+def check_config(cfg: RunConfig, controls: list[str], where: str) -> None:
+    """ConfigError unless ``cfg`` is a white-box grid of two or more models with a reference and ``controls`` are
+    among its models."""
+    if cfg.transfer:
+        raise ConfigError("transfer: the defence table is a white-box grid (transfer: false)", path=where)
+    if len(cfg.models) < 2:
+        raise ConfigError("models: the defence table needs two or more models", path=where)
+    if not cfg.attacks:
+        raise ConfigError("attacks: the grid has no attacks", path=where)
+    if resolve_reference(cfg.models, cfg.reference) is None:
+        raise ConfigError("reference: name the reference model (several or no models have defended false)",
+                          path=where)
+    for name in controls:
+        if name not in [m.name for m in cfg.models]:
+            raise ConfigError(f"--control: {name!r} is not one of the models", path=where)
+
+
+def run_grid(cfg: RunConfig, out: str | Path, *, quiet: bool) -> RunResult:
+    """Run (or resume) ``cfg`` into ``out`` (plan lines on stderr); DataError when any unit failed."""
+    echo = (lambda _text: None) if quiet else (lambda text: print(text, file=sys.stderr))
+    res = run_experiment(cfg, out, command="robustness", progress=not quiet, echo=echo)
+    assert res.tables is not None and res.outputs is not None  # one process: rank 0
+    if not res.tables.failures.empty:
+        first = res.tables.failures.iloc[0]
+        raise DataError(f"{len(res.tables.failures)} unit(s) failed (failures.csv; a rerun retries them), first "
+                        f"{first['unit']}: {first['reason']}", path=out)
+    if res.outputs.comparison is None:
+        raise DataError("the run wrote no comparison (fewer than two models scored)", path=out)
+    return res
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default="configs/robustness/defence_table.yaml")
-    ap.add_argument("-o", "--out", required=True, help="grid output folder (reused to resume)")
+    ap.add_argument("-o", "--out", required=True, help="run folder (reused to resume)")
     ap.add_argument("--doc", help="write the Markdown table here (and the plot next to it, .png)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--eps", type=float, default=4.0, help="PGD budget of check (a) (1/255 units)")
@@ -251,39 +294,30 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     start = time.perf_counter()
     try:
-        cfg = load_grid_config(args.config, args.overrides)
-        if len(cfg.models) < 2:
-            raise ConfigError("models: the defence table needs two or more models", path=args.config)
-        if resolve_reference(cfg.models, cfg.reference) is None:
-            raise ConfigError("reference: name the reference model (several or no models have defended false)",
-                              path=args.config)
-        for name in args.control:
-            if name not in [m.name for m in cfg.models]:
-                raise ConfigError(f"--control: {name!r} is not one of the models", path=args.config)
-        res = run_grid(cfg, args.out, progress=not args.quiet)
-        table = res.comparison
-        assert table is not None  # a resolvable reference always gives a comparison
+        cfg = load_run_config(args.config, args.overrides)
+        check_config(cfg, args.control, args.config)
+        res = run_grid(cfg, args.out, quiet=args.quiet)
+        assert res.tables is not None and res.outputs is not None and res.outputs.comparison is not None
+        table = res.outputs.comparison
         rows = table_rows(table)
         results = check_pgd_at(table, eps=args.eps, max_clean_loss=args.max_clean_loss, alpha=args.alpha) \
             + check_vaft(table, alpha=args.alpha)
-        provenances = {m.name: load_checkpoint(m.checkpoint).provenance for m in cfg.models} \
-            if args.control or args.doc else {}
+        provenances = {m.name: provenance_of(res, m.name) for m in cfg.models}
         if args.control:
             schedules = {name: schedule_key(prov) for name, prov in provenances.items()}
-            tables = {c: compare_models(res.results, defence_names(cfg.models), c, seed=cfg.seed)
-                      for c in args.control}
+            defences = table.groupby("model", sort=False)["defence"].first().to_dict()
+            tables = {c: compare_models(res.tables.results, defences, c, seed=cfg.seed) for c in args.control}
             against_control(results, tables, matched_controls(schedules, args.control))
         if args.doc:
-            plot = plot_comparison(table, Path(args.doc).with_suffix(".png"))
+            plot = plot_comparison(table, Path(args.doc).with_suffix(".png"), region=cfg.region)
             command = "python scripts/defence_table.py " + " ".join(argv if argv is not None else sys.argv[1:])
-            n_cases = int(res.results["case"].nunique())
-            atomic_write_text(args.doc, markdown(cfg, table, rows, results, command, plot.name, n_cases,
-                                                    provenances, args.max_clean_loss, args.alpha))
+            atomic_write_text(args.doc, markdown(cfg, table, rows, results, command, plot.name, len(res.cases),
+                                                    provenances, args.max_clean_loss, args.alpha, args.out))
     except VolrobError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(json.dumps({"checks": results, "rows": rows, "seconds": round(time.perf_counter() - start, 1)},
-                     indent=2, default=str))
+    print(json.dumps({"checks": results, "rows": rows, "computed_now": res.computed,
+                      "seconds": round(time.perf_counter() - start, 1)}, indent=2, default=str))
     return 0
 
 

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The main job on embedded synthetic data: synthesise BraTS-like cases, train the default small UNet, evaluate it
-# on the held-out test cases and print the table. Everything goes into ${1:-runs/demo} (replaced on each run).
+# on the held-out test cases and print the table. Everything goes into ${1:-runs/demo} (replaced on each run); the
+# evaluation writes $out/eval/results.csv (one row per case x region x metric, the score in column `clean`),
+# summary.csv (statistics per region and metric), run.json and the predicted label maps.
 set -euo pipefail
 out="${1:-runs/demo}"
 seed="${SEED:-0}"
@@ -10,4 +12,5 @@ volrob train configs/unet.yaml --set "data.manifest=$out/data/manifest.json" --s
   --set "seed=$seed" --force
 volrob evaluate --checkpoint "$out/unet/best.pt" --manifest "$out/data/manifest.json" --split test \
   -o "$out/eval" --force --quiet
-echo "main job finished in $(( $(date +%s) - start )) s; results in $out/eval"
+[ -f "$out/eval/results.csv" ] || { echo "demo: $out/eval/results.csv was not written" >&2; exit 1; }
+echo "main job finished in $(( $(date +%s) - start )) s; results in $out/eval/results.csv"

@@ -4,7 +4,9 @@
 # attacks the first three test cases of both models with PGD eps 8 (10 steps), and the first two cases of the
 # demo UNet with VAFA at q_max 20 / 40 / 80 (10 steps), and the first three test cases of the demo UNet at eps 8
 # (10 steps) with other objectives: PGD on plain BCE, SegPGD and CosPGD. One JSON per model/objective and case in
-# ${1:-runs/demo}/pgd_bar; a JSON that already exists is kept (delete the folder to recompute everything).
+# ${1:-runs/demo}/pgd_bar; a JSON that already exists is kept (delete the folder to recompute everything). Each
+# sweep is one engine run on one case (scripts/pgd_budget_sweep.py), kept in pgd_bar/runs/NAME, where an
+# interrupted sweep resumes.
 set -euo pipefail
 out="${1:-runs/demo}"
 mkdir -p "$out/pgd_bar"
@@ -15,10 +17,11 @@ fi
 # sweep NAME ARGS...: writes $out/pgd_bar/NAME.json unless it exists (through a temporary file, so an
 # interrupted sweep leaves nothing behind)
 sweep() {
-  local dest="$out/pgd_bar/$1.json"
+  local name="$1" dest="$out/pgd_bar/$1.json"
   shift
   [ -s "$dest" ] && return 0
-  python scripts/pgd_budget_sweep.py --manifest "$out/data/manifest.json" --split test --steps 10 "$@" > "$dest.tmp"
+  python scripts/pgd_budget_sweep.py --manifest "$out/data/manifest.json" --split test --steps 10 \
+    -o "$out/pgd_bar/runs/$name" "$@" > "$dest.tmp"
   mv "$dest.tmp" "$dest"
 }
 for i in 0 1 2; do

@@ -3,10 +3,13 @@
 # (`bash scripts/demo.sh`: data in runs/demo/data and the UNet in runs/demo/unet). Trains the UNETR and the
 # Mamba-style model on the same data with the foundation's configs (skipped when their best.pt exists), with
 # shorter schedules than the UNet's 30 epochs because both are several times slower per epoch on a CPU (UNETR 15
-# epochs, Mamba-style 8), runs `volrob transfer configs/transfer/demo.yaml` (resumable) and renders the document.
+# epochs, Mamba-style 8), runs `volrob transfer configs/transfer/demo.yaml` (resumable; writes results.csv,
+# matrices.csv, heatmaps/, bands.csv, bands_summary.csv and sanity.json in $out/transfer) and renders the document
+# into ${DOCS:-docs}/transfer_demo.md (set DOCS to render a trial run elsewhere).
 set -euo pipefail
 out="${1:-runs/demo}"
 seed="${SEED:-0}"
+docs="${DOCS:-docs}"
 start=$(date +%s)
 train() {  # model epochs
   if [ ! -f "$out/$1/best.pt" ]; then
@@ -19,5 +22,6 @@ train umamba 8
 volrob transfer configs/transfer/demo.yaml -o "$out/transfer" --set "seed=$seed" \
   --set "manifest=$out/data/manifest.json" --set "models=[{name: unet, checkpoint: $out/unet/best.pt},
   {name: unetr, checkpoint: $out/unetr/best.pt}, {name: umamba, checkpoint: $out/umamba/best.pt}]"
-python scripts/transfer_doc.py --run "$out/transfer" --doc docs/transfer_demo.md --figures docs/transfer
+[ -f "$out/transfer/matrices.csv" ] || { echo "transfer demo: $out/transfer/matrices.csv was not written" >&2; exit 1; }
+python scripts/transfer_doc.py --run "$out/transfer" --doc "$docs/transfer_demo.md" --figures "$docs/transfer"
 echo "transfer demo finished in $(( $(date +%s) - start )) s"

@@ -36,6 +36,14 @@ def tiny_checkpoint(synth_manifest: Path, tmp_path_factory: pytest.TempPathFacto
     return Trainer(cfg, progress=False).run().best_checkpoint
 
 
+@pytest.fixture(scope="session")
+def second_checkpoint(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny checkpoint with every floating weight jittered by 5 % (seeded): a different, related model."""
+    from helpers.checkpoints import jittered_copy
+
+    return jittered_copy(tiny_checkpoint, tmp_path_factory.mktemp("second") / "second.pt")
+
+
 @pytest.fixture()
 def one_thread() -> Iterator[None]:
     """One intra-op thread for the test (tiny tensors: faster and immune to a busy machine); restored after."""

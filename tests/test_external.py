@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import os
 from pathlib import Path
 
@@ -81,7 +83,10 @@ def test_attack_cli_with_external_model(synth_manifest: Path, tmp_path: Path,
                  "-o", str(tmp_path / "out"), "--no-volumes", "--quiet"])
     assert code == 0, capsys.readouterr().err
     df = pd.read_csv(tmp_path / "out" / "results.csv")
-    assert (df["model"] == UNET).all() and df["checkpoint_sha256"].str.len().eq(64).all()
+    sha = hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert (df["model"] == "UNet").all() and (df["model_sha256"] == sha).all()  # labelled by the factory's name
+    origin = json.loads((tmp_path / "out" / "run.json").read_text())["models"]["UNet"]["origin"]
+    assert origin["model"] == UNET and origin["weights"] == str(weights.resolve())
     code = main(["attack", "--checkpoint", str(weights), "--weights", str(weights), "--manifest", str(synth_manifest),
                  "--attack", "fgsm", "-o", str(tmp_path / "x"), "--quiet"])
     assert code == 2 and "--weights and --model-arg go with --model" in capsys.readouterr().err

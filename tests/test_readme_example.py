@@ -17,6 +17,6 @@ def test_library_example_runs(capsys) -> None:
     exec(compile(code.group(1), "README.md", "exec"), namespace)  # our own documentation
     table = namespace["table"]
     assert set(table["region"]) == {"TC", "WT", "ET"} and table[["clean", "adversarial"]].notna().all().all()
-    linf = namespace["result"].record["delta_linf"][0]
+    linf = namespace["result"].record["linf_255"][0]
     assert 0 < linf <= 8 + 1e-3
     assert "dice" in capsys.readouterr().out

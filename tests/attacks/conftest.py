@@ -1,12 +1,18 @@
-"""Attack fixtures: tiny real predictors on CPU (16^3 ROI) and inputs with a zero background region."""
+"""Attack fixtures: tiny real predictors on CPU (16^3 ROI), inputs with a zero background region, and cheaply
+configured attacks."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 import torch
 
+from volrob.attacks import Attack
+from volrob.attacks import create as create_attack
+from volrob.attacks.registry import ATTACKS
 from volrob.inference.predictor import Predictor, SlidingWindowConfig
 from volrob.models import create as create_model
 
@@ -54,3 +60,24 @@ def make_inputs(batch: int = 2, mode: str = "regions", seed: int = 0) -> tuple[t
 def inputs() -> Inputs:
     """Factory ``inputs(batch=2, mode="regions", seed=0) -> (x, target)``."""
     return make_inputs
+
+
+CHEAP: dict[str, Any] = {"steps": 3, "restarts": 2, "queries": 6, "block": 8, "checkpoints": [2],
+                         "delta": (torch.rand(4, 8, 8, 8, generator=torch.Generator().manual_seed(5)) - 0.5) / 10}
+"""Cheap options by name; ``delta`` is the learned perturbation the ``universal`` attack tiles."""
+
+
+def cheap_attack(name: str, eps: float | list[float] | None = None, **extra: Any) -> Attack:
+    """``create(name, ...)`` with the cheap options of :data:`CHEAP` that its signature accepts, ``eps`` where it
+    takes one, and ``extra``."""
+    params = inspect.signature(ATTACKS.entry(name).builder).parameters
+    cfg = {k: v for k, v in CHEAP.items() if k in params}
+    if eps is not None and "eps" in params:
+        cfg["eps"] = eps
+    return create_attack(name, **{**cfg, **extra})
+
+
+@pytest.fixture(scope="session")
+def cheap() -> Callable[..., Attack]:
+    """Factory ``cheap(name, eps=None, **extra)``: a registered attack, cheaply set up (:func:`cheap_attack`)."""
+    return cheap_attack

@@ -164,7 +164,7 @@ def test_l2_weight_changes_and_shrinks_the_perturbation(predictors: Any, inputs:
     free = attacks.create("asma", eps=8, norm="l2", steps=6, l2_weight=0.0).run(pred, x, target)
     tied = attacks.create("asma", eps=8, norm="l2", steps=6, l2_weight=5.0).run(pred, x, target)
     assert not torch.equal(free.x_adv, tied.x_adv)
-    assert tied.record["delta_l2"][0] < free.record["delta_l2"][0]
+    assert tied.record["l2_255"][0] < free.record["l2_255"][0]
 
 
 def test_zero_steps_returns_x_and_record(predictors: Any, inputs: Any) -> None:

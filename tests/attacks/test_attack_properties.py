@@ -16,7 +16,9 @@ from volrob.attacks.registry import ATTACKS
 from volrob.attacks.threat import ThreatModel
 
 NAMES = attacks.available()
-FAST = {"steps": 2, "block": 8, "restarts": 1, "queries": 4}  # cheap settings, passed only to attacks that take them
+MODEL_FREE = ("gaussian_noise", "sign_noise", "universal")
+FAST = {"steps": 2, "block": 8, "restarts": 1, "queries": 4,  # cheap settings, passed only to attacks that take them
+        "delta": torch.linspace(-0.06, 0.06, 4 * 8**3).reshape(4, 8, 8, 8)}  # the universal attack's perturbation
 SETTINGS = settings(max_examples=5, deadline=None)
 
 
@@ -114,8 +116,8 @@ def test_record_is_complete_and_serialisable(name: str, predictors: Any, inputs:
         return  # attacks without a voxel budget describe their threat their own way
     assert record["threat"] == attack.threat.to_dict()
     delta = (attack.run(predictors["regions"], x, target).x_adv - x).flatten(1).double() * 255
-    assert record["delta_linf"] == pytest.approx(delta.abs().amax(1).tolist(), abs=1e-4)
-    assert record["delta_l2"] == pytest.approx(delta.norm(dim=1).tolist(), rel=1e-5)
+    assert record["linf_255"] == pytest.approx(delta.abs().amax(1).tolist(), abs=1e-4)
+    assert record["l2_255"] == pytest.approx(delta.norm(dim=1).tolist(), rel=1e-5)
 
 
 BUDGETED = [n for n in NAMES if "eps" in inspect.signature(ATTACKS.entry(n).builder).parameters]
@@ -161,6 +163,6 @@ def test_runs_in_eval_mode_and_restores_train_mode(name: str, predictors: Any, i
     spy = _ModeSpy(predictors["regions"]).train()
     build(name, eps=8.0, norm="linf", mask="brain", seed=0).run(spy, x, target)
     assert not any(spy.modes)  # every forward in eval mode (no dropout, no statistics updated)
-    assert bool(spy.modes) == (name != "gaussian_noise")  # the noise baseline never calls the model
+    assert bool(spy.modes) == (name not in MODEL_FREE)  # noise and a given perturbation never call the model
     assert spy.training and spy.inner.training
     spy.eval()

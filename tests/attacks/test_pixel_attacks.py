@@ -87,13 +87,15 @@ def test_targeted_attack_lowers_loss_to_target(mode: str, predictors: Any, input
 
 def test_segpgd_objective_follows_lambda_schedule(predictors: Any, inputs: Any) -> None:
     attack = attacks.create("segpgd", steps=4)
-    attack.prepare("regions")
+    ctx = attack.prepare(predictors["regions"], 2)
+    assert ctx.mode == "regions" and ctx.loss_fn is None
     x, target = inputs(batch=2)
     with torch.no_grad():
         logits = predictors["regions"](x)
     for t in range(4):
         want = segpgd_loss(logits, target, "regions", t / 8)
-        torch.testing.assert_close(attack.objective(logits, target, t), want)
+        torch.testing.assert_close(attack.objective(ctx, logits, target, t), want)
+        torch.testing.assert_close(ctx.objective(logits, target, t), want)
         assert segpgd_lambda(t, 4) == t / 8
 
 

@@ -9,14 +9,14 @@ import torch
 
 from volrob import models
 from volrob.attacks import available, create
-from volrob.attacks.frequency.dct import block_dct
 from volrob.attacks.frequency.soft_round import annealed_alpha, soft_round
 from volrob.attacks.frequency.vafa import Vafa2D, Vafa3D, quantise
 from volrob.attacks.losses import resolve_loss
 from volrob.attacks.threat import ThreatModel
 from volrob.errors import ConfigError
-from volrob.evaluation.ssim import ssim
 from volrob.inference.predictor import Predictor, SlidingWindowConfig
+from volrob.signal.dct import block_dct
+from volrob.signal.ssim import ssim
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +65,7 @@ def test_record(result3d) -> None:  # type: ignore[no-untyped-def]
     assert record["attack"] == "vafa3d" and record["threat"]["eps"] is None and "q_max" not in record["threat"]
     assert "quantisation" in record["threat"]["budget"] and record["params"]["block"] == [16, 16, 16]
     assert len(record["loss"]) == 6 and record["seconds"] > 0 and len(record["ssim"]) == 2
-    assert all(0 < s < 1 for s in record["ssim"]) and all(v > 0 for v in record["delta_linf"] + record["delta_l2"])
+    assert all(0 < s < 1 for s in record["ssim"]) and all(v > 0 for v in record["linf_255"] + record["l2_255"])
 
 
 def test_loss_increases(result3d) -> None:  # type: ignore[no-untyped-def]
@@ -93,7 +93,7 @@ def test_larger_q_max_distorts_more(predictor, batch) -> None:  # type: ignore[n
     x, target = batch
     low = Vafa3D(steps=2, block=16, q_min=2, q_max=5, ssim_weight=0).run(predictor, x[:1], target[:1])
     high = Vafa3D(steps=2, block=16, q_min=2, q_max=60, ssim_weight=0).run(predictor, x[:1], target[:1])
-    assert high.record["ssim"][0] < low.record["ssim"][0] and high.record["delta_l2"][0] > low.record["delta_l2"][0]
+    assert high.record["ssim"][0] < low.record["ssim"][0] and high.record["l2_255"][0] > low.record["l2_255"][0]
 
 
 def test_2d_variant(predictor, batch) -> None:  # type: ignore[no-untyped-def]

@@ -67,4 +67,4 @@ def test_train_and_evaluate_cli(synth_manifest: Path, tmp_path: Path, capsys: py
                  "val", "-o", str(tmp_path / "ev"), "--quiet", "--stitch-on-cpu"]) == 0
     printed = capsys.readouterr().out
     assert "WT" in printed and "dice" in printed
-    assert len(pd.read_csv(tmp_path / "ev" / "metrics.csv")) > 0
+    assert len(pd.read_csv(tmp_path / "ev" / "results.csv")) > 0

@@ -23,8 +23,9 @@ def _table() -> pd.DataFrame:
               ("B", "c1"): [0.6, 0.6, 0.6, 0.3]}
     for (model, case), vals in values.items():
         for q, v in zip((0, 10, 100, 1000), vals, strict=True):
-            rows.append({"case": case, "model": model, "queries": q, "region": "WT", "metric": "dice", "value": v})
-            rows.append({"case": case, "model": model, "queries": q, "region": "TC", "metric": "dice", "value": 0.0})
+            common = {"case": case, "model": model, "queries": q, "metric": "dice"}
+            rows.append({**common, "region": "WT", "adversarial": v})
+            rows.append({**common, "region": "TC", "adversarial": 0.0})
     return pd.DataFrame(rows)
 
 
@@ -67,12 +68,12 @@ def test_bad_query_plot_inputs(tmp_path: Path) -> None:
     cases = [
         (lambda: query_plot(_table().to_dict(), png), "DataFrame"),
         (lambda: query_plot(_table().drop(columns="queries"), png), "queries"),
-        (lambda: query_plot(_table().rename(columns={"value": "score"}), png), "value"),
+        (lambda: query_plot(_table().rename(columns={"adversarial": "score"}), png), "adversarial"),
         (lambda: query_plot(_table(), png, region="XX"), "region 'XX'"),
         (lambda: query_plot(_table(), png, metric="hd95"), "metric 'hd95'"),
         (lambda: query_plot(_table().assign(queries=-1), png), "queries"),
         (lambda: query_plot(_table().assign(queries=2.5), png), "queries"),
-        (lambda: query_plot(_table().assign(value="high"), png), "value"),
+        (lambda: query_plot(_table().assign(adversarial="high"), png), "adversarial"),
         (lambda: query_plot(_table(), tmp_path / "x.jpg"), "png"),
     ]
     for call, word in cases:

@@ -18,8 +18,8 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
-from volrob.attacks.frequency.dct import dct_nd, idct_nd
 from volrob.errors import ConfigError
+from volrob.signal.dct import dct_nd, idct_nd
 
 SPATIAL_DIMS: tuple[int, int, int] = (2, 3, 4)
 

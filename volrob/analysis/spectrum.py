@@ -15,8 +15,8 @@ import pandas as pd
 import torch
 
 from volrob.analysis.bands import SPATIAL_DIMS, band_index
-from volrob.attacks.frequency.dct import dct_nd
 from volrob.errors import ConfigError
+from volrob.signal.dct import dct_nd
 
 TABLE_COLUMNS: tuple[str, ...] = ("name", "sample", "bin_lo", "bin_hi", "energy_fraction")
 

@@ -18,5 +18,6 @@ from volrob.attacks.base import Attack, AttackResult
 from volrob.attacks.frequency import vafa as _vafa  # noqa: F401  (registers attacks)
 from volrob.attacks.registry import ATTACKS, available, create, register_attack
 from volrob.attacks.threat import ThreatModel
+from volrob.attacks.universal import apply as _universal  # noqa: F401  (registers attacks)
 
 __all__ = ["ATTACKS", "Attack", "AttackResult", "ThreatModel", "available", "create", "register_attack"]

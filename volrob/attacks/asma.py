@@ -14,7 +14,7 @@ The step is ``alpha * (1 + growth * IoU_t)``: it grows with the mean IoU between
 target mask (foreground channels/classes present in either; 1 when none is). Directions and projection are those of
 :mod:`volrob.attacks.loop` (sign for L∞, unit L2 gradient for L2, then :meth:`ThreatModel.project`); ``alpha``
 defaults to ``eps / steps`` (1/255 units). Samples are attacked one at a time, each under its own budget when
-``eps`` is per sample; there is no random start.
+``eps`` is per sample; there is no random start. Progress: one unit per step of every sample.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from volrob.attacks.base import Attack, AttackResult
+from volrob.attacks.base import Attack, AttackResult, RunContext, StepCounter, StepProgress
 from volrob.attacks.loop import (
     build_threat,
     check_inputs,
@@ -119,16 +119,27 @@ class ASMA(Attack):
             raise ConfigError(f"asma: loss must be one of {list(ASMA_LOSSES)}, got {loss!r}")
         self.loss = loss
 
+    def alpha_for(self, threat: ThreatModel) -> float:
+        """Base step in 1/255 units under one scalar-budget threat model: the explicit ``alpha`` or
+        ``eps / steps``."""
+        if self.alpha is not None:
+            return self.alpha
+        return threat.eps / max(self.steps, 1)
+
     @property
     def alpha_255(self) -> float | list[float]:
         """Base step in 1/255 units: the explicit ``alpha`` or ``eps / steps`` (a list for a per-sample ``eps``)."""
         if self.alpha is not None:
             return self.alpha
-        return self.per_sample_value(lambda: self.threat.eps / max(self.steps, 1))
+        return self.per_sample_value(self.alpha_for)
 
     def params(self) -> dict[str, Any]:
         return {"steps": self.steps, "alpha": self.alpha_255, "alpha_units": "1/255", "growth": self.growth,
                 "l2_weight": self.l2_weight, "loss": self.loss, "step_rule": "alpha * (1 + growth * IoU)"}
+
+    def progress_total(self, batch: int) -> int:
+        """One unit per step of every sample."""
+        return self.steps * batch
 
     def multiplier(self, iou: float) -> float:
         """Step multiplier for a prediction whose IoU with the target is ``iou``: ``1 + growth * iou``."""
@@ -140,24 +151,25 @@ class ASMA(Attack):
         dist = ((x_adv - x) * 255.0).pow(2).flatten(1).mean(1)
         return asma_masked_loss(logits, target, mode, self.loss) + self.l2_weight * dist
 
-    def direction(self, grad: torch.Tensor) -> torch.Tensor:
+    def direction(self, ctx: RunContext, grad: torch.Tensor) -> torch.Tensor:
         """Sign (L∞) or unit-L2 gradient (L2), per sample."""
-        if self.threat.norm == "linf":
+        if ctx.threat.norm == "linf":
             return grad.sign()
         return grad / grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * (grad.ndim - 1)))
 
-    def run(self, predictor: torch.nn.Module, x: torch.Tensor, target: torch.Tensor) -> AttackResult:
+    def run(self, predictor: torch.nn.Module, x: torch.Tensor, target: torch.Tensor, *,
+            progress: StepProgress | None = None) -> AttackResult:
         reject_ensemble(predictor, "asma")
         mode = output_mode_of(predictor)
         check_inputs(x, target, mode)
         self.threat.check_batch(x.shape[0])
+        ctx = RunContext(threat=self.threat, mode=mode, counter=StepCounter(self.progress_total(x.shape[0]), progress))
         t0 = time.perf_counter()
         x, target = x.detach(), target.detach()
         outs, histories, finals, ious, clean_ious, mults = [], [], [], [], [], []
         with eval_mode(predictor):
             for i in range(x.shape[0]):  # one sample at a time: batch-independent, one graph in memory
-                with self.sample_threat(i):
-                    out = self._attack_sample(predictor, x[i:i + 1], target[i:i + 1], mode)
+                out = self._attack_sample(ctx.for_sample(i), predictor, x[i:i + 1], target[i:i + 1])
                 for store, value in zip((outs, histories, finals, ious, clean_ious, mults), out, strict=True):
                     store.append(value)
         x_adv = torch.cat(outs)
@@ -166,10 +178,12 @@ class ASMA(Attack):
                   "seconds": time.perf_counter() - t0}
         return AttackResult(x_adv, record)
 
-    def _attack_sample(self, predictor: torch.nn.Module, x: torch.Tensor, target: torch.Tensor,
-                       mode: str) -> tuple[torch.Tensor, list[float], float, float, float, list[float]]:
-        """One sample: ``x_adv``, per-step objective, final objective, final and clean IoU, per-step multiplier."""
-        region = self.threat.region(x)
+    def _attack_sample(self, ctx: RunContext, predictor: torch.nn.Module, x: torch.Tensor,
+                       target: torch.Tensor) -> tuple[torch.Tensor, list[float], float, float, float, list[float]]:
+        """One sample under ``ctx.threat`` (its scalar-budget threat model): ``x_adv``, per-step objective, final
+        objective, final and clean IoU, per-step multiplier."""
+        threat, mode = ctx.threat, ctx.mode
+        region = threat.region(x)
         history: list[float] = []
         mults: list[float] = []
         x_adv = x.clone()
@@ -185,9 +199,10 @@ class ASMA(Attack):
             mult = self.multiplier(iou)
             history.append(float(value.detach()))
             mults.append(mult)
-            alpha = self.alpha_255 / 255.0 * mult
+            alpha = self.alpha_for(threat) / 255.0 * mult
             with torch.no_grad():
-                x_adv = self.threat.project(x, x_adv.detach() - alpha * self.direction(grad * region), region)
+                x_adv = threat.project(x, x_adv.detach() - alpha * self.direction(ctx, grad * region), region)
+            ctx.counter.advance()
         with torch.no_grad():
             logits = predictor(x_adv)
             final = float(self.objective(logits, target, x, x_adv, mode))

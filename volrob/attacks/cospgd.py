@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from volrob.attacks.base import RunContext
 from volrob.attacks.loop import FixedObjectivePGD
 from volrob.attacks.registry import register_attack
 from volrob.attacks.voxel_losses import cospgd_loss
@@ -22,5 +23,5 @@ class CosPGD(FixedObjectivePGD):
     def params(self) -> dict[str, Any]:
         return {**super().params(), "loss": "cospgd"}
 
-    def objective(self, logits: torch.Tensor, target: torch.Tensor, step: int) -> torch.Tensor:
-        return cospgd_loss(logits, target, self._mode)
+    def objective(self, ctx: RunContext, logits: torch.Tensor, target: torch.Tensor, step: int) -> torch.Tensor:
+        return cospgd_loss(logits, target, ctx.mode)

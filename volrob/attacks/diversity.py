@@ -20,6 +20,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from volrob.attacks.base import RunContext
 from volrob.attacks.loop import per_sample_generator
 from volrob.attacks.losses import LossFn
 from volrob.attacks.mifgsm import MIFGSM
@@ -85,7 +86,7 @@ class DIMIFGSM(MIFGSM):
     def params(self) -> dict[str, Any]:
         return {**super().params(), "diversity_prob": self.diversity_prob, "diversity_scale": self.diversity_scale}
 
-    def transform_input(self, x_adv: torch.Tensor, target: torch.Tensor,
+    def transform_input(self, ctx: RunContext, x_adv: torch.Tensor, target: torch.Tensor,
                         state: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         if self.diversity_prob == 0:
             return x_adv, target

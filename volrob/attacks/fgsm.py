@@ -21,9 +21,9 @@ class FGSM(IterativeAttack):
                  seed: int = 0) -> None:
         super().__init__(eps=eps, norm=norm, mask=mask, threat=threat, steps=1, loss=loss, seed=seed)
 
-    @property
-    def alpha_255(self) -> float | list[float]:
-        return self.per_sample_value(lambda: self.threat.eps)
+    def alpha_for(self, threat: ThreatModel) -> float:
+        """The step is the whole budget: ``eps`` (1/255 units)."""
+        return threat.eps  # type: ignore[return-value]
 
     def params(self) -> dict[str, Any]:
         out = super().params()

@@ -14,25 +14,32 @@ Design choices (all tested):
   are never touched. The predictor runs in eval mode for the duration and its previous mode is restored.
 - ``eps`` and ``alpha`` are in 1/255 units of the ``[0, 1]`` attack space (see :mod:`volrob.attacks.threat`).
 - A per-sample ``eps`` is applied by attacking each sample under its own scalar-budget threat model
-  (:meth:`~volrob.attacks.base.Attack.sample_threat`): projection, random start and a default ``alpha`` follow that
+  (:meth:`~volrob.attacks.base.RunContext.for_sample`): projection, random start and a default ``alpha`` follow that
   sample's budget, an explicit ``alpha`` is the same for all, and the record lists the per-sample values.
-- Hooks :meth:`IterativeAttack.transform_input` (input diversity) and :meth:`IterativeAttack.transform_gradient`
-  (momentum) get a state dict that is fresh per sample and restart. An ensemble predictor
+- Stateless: :meth:`IterativeAttack.prepare` resolves the per-call things (output mode, loss, the ensemble-aware
+  objective, the progress counter) into a :class:`~volrob.attacks.base.RunContext` that every hook receives first.
+  Hooks :meth:`IterativeAttack.transform_input` (input diversity) and :meth:`IterativeAttack.transform_gradient`
+  (momentum) also get a state dict that is fresh per sample and restart. An ensemble predictor
   (:class:`~volrob.inference.ensemble.EnsemblePredictor`) is attacked through the weighted mean of the members'
   objectives (:func:`~volrob.attacks.losses.member_mean`).
+- Progress: one unit per gradient step of one restart of one sample (``steps * restarts * batch`` in all).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
 import numbers
+import threading
 import time
+import weakref
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
 
-from volrob.attacks.base import Attack, AttackResult
+from volrob.attacks.base import Attack, AttackResult, RunContext, StepCounter, StepProgress
 from volrob.attacks.losses import LossFn, member_mean, resolve_loss
 from volrob.attacks.threat import ThreatModel
 from volrob.errors import ConfigError
@@ -55,15 +62,27 @@ def build_threat(threat: ThreatModel | None, eps: float | Sequence[float] | torc
     return ThreatModel(eps=eps, norm=norm or "linf", mask=mask or "brain")
 
 
+_EVAL_LOCK = threading.Lock()
+_EVAL_USERS: weakref.WeakKeyDictionary[torch.nn.Module, tuple[int, bool]] = weakref.WeakKeyDictionary()
+
+
 @contextlib.contextmanager
 def eval_mode(module: torch.nn.Module) -> Iterator[torch.nn.Module]:
-    """Put ``module`` in eval mode for the block; restore its previous training flag afterwards."""
-    was_training = module.training
-    module.eval()
+    """Put ``module`` in eval mode for the block; restore its previous training flag afterwards. Blocks that
+    overlap on one module (attacks running in several threads on one predictor) restore it when the last ends."""
+    with _EVAL_LOCK:
+        users, was_training = _EVAL_USERS.get(module, (0, module.training))
+        _EVAL_USERS[module] = (users + 1, was_training)
+        module.eval()
     try:
         yield module
     finally:
-        module.train(was_training)
+        with _EVAL_LOCK:
+            users, was_training = _EVAL_USERS.pop(module)
+            if users > 1:
+                _EVAL_USERS[module] = (users - 1, was_training)
+            else:
+                module.train(was_training)
 
 
 def output_mode_of(predictor: torch.nn.Module) -> str:
@@ -96,7 +115,7 @@ def per_sample(loss_fn: LossFn, logits: torch.Tensor, target: torch.Tensor) -> t
 def delta_norms(x: torch.Tensor, x_adv: torch.Tensor) -> dict[str, list[float]]:
     """Per-sample L∞ and L2 norms of ``x_adv - x`` in 1/255 units."""
     d = (x_adv - x).detach().flatten(1).double() * 255.0
-    return {"delta_linf": d.abs().amax(1).tolist(), "delta_l2": d.norm(dim=1).tolist()}
+    return {"linf_255": d.abs().amax(1).tolist(), "l2_255": d.norm(dim=1).tolist()}
 
 
 def per_sample_generator(seed: int) -> torch.Generator:
@@ -143,62 +162,83 @@ class IterativeAttack(Attack):
         self.loss = loss
 
     # -- configuration ---------------------------------------------------------------------------------------
-    @property
-    def alpha_255(self) -> float | list[float]:
-        """Step size in 1/255 units: the explicit ``alpha``, or ``alpha_factor * eps / steps`` (a list for a
-        per-sample ``eps``; a number inside :meth:`sample_threat`, where the loop reads it)."""
+    def alpha_for(self, threat: ThreatModel) -> float:
+        """Step size in 1/255 units under one scalar-budget threat model: the explicit ``alpha``, or
+        ``alpha_factor * eps / steps``."""
         if self.alpha is not None:
             return self.alpha
-        return self.per_sample_value(lambda: self.alpha_factor * self.threat.eps / max(self.steps, 1))
+        return self.alpha_factor * threat.eps / max(self.steps, 1)
+
+    @property
+    def alpha_255(self) -> float | list[float]:
+        """Step size in 1/255 units: the explicit ``alpha``, or :meth:`alpha_for` each sample's budget (a list for
+        a per-sample ``eps``)."""
+        if self.alpha is not None:
+            return self.alpha
+        return self.per_sample_value(self.alpha_for)
 
     def params(self) -> dict[str, Any]:
         loss = self.loss if isinstance(self.loss, str) else getattr(self.loss, "__name__", "callable")
         return {"steps": self.steps, "alpha": self.alpha_255, "alpha_units": "1/255",
                 "random_start": self.random_start, "restarts": self.restarts, "loss": loss}
 
-    # -- hooks -----------------------------------------------------------------------------------------------
-    def prepare(self, output_mode: str) -> None:
-        """Resolve what depends on the predictor (called once per run)."""
-        self._loss_fn = resolve_loss(self.loss, output_mode)
-        self._mode = output_mode
+    def progress_total(self, batch: int) -> int:
+        """One unit per gradient step of every restart of every sample."""
+        return self.steps * self.restarts * batch
 
-    def objective(self, logits: torch.Tensor, target: torch.Tensor, step: int) -> torch.Tensor:
+    # -- hooks (each receives the call's RunContext first) ---------------------------------------------------
+    def resolve_loss_fn(self, output_mode: str) -> LossFn | None:
+        """The attack loss for ``output_mode`` (None for attacks whose objective does not use one)."""
+        return resolve_loss(self.loss, output_mode)
+
+    def prepare(self, predictor: torch.nn.Module, batch: int, progress: StepProgress | None = None) -> RunContext:
+        """The per-call context for ``predictor`` and a batch of ``batch`` samples: output mode, resolved loss,
+        the ensemble-aware objective and the progress counter."""
+        mode = output_mode_of(predictor)
+        ctx = RunContext(threat=self.threat, mode=mode, counter=StepCounter(self.progress_total(batch), progress),
+                         loss_fn=self.resolve_loss_fn(mode))
+        return dataclasses.replace(ctx, objective=member_mean(functools.partial(self.objective, ctx), predictor))
+
+    def objective(self, ctx: RunContext, logits: torch.Tensor, target: torch.Tensor, step: int) -> torch.Tensor:
         """Per-sample loss ``(B,)`` that the attack ascends (untargeted) or descends (targeted)."""
-        return per_sample(self._loss_fn, logits, target)
+        assert ctx.loss_fn is not None  # resolved by prepare
+        return per_sample(ctx.loss_fn, logits, target)
 
-    def step_alpha(self, step: int, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor | float:
+    def step_alpha(self, ctx: RunContext, step: int, logits: torch.Tensor,
+                   target: torch.Tensor) -> torch.Tensor | float:
         """Step size in the [0, 1] space for ``step`` of one sample (a float or a one-element tensor)."""
-        return self.alpha_255 / 255.0
+        return self.alpha_for(ctx.threat) / 255.0
 
-    def transform_input(self, x_adv: torch.Tensor, target: torch.Tensor,
+    def transform_input(self, ctx: RunContext, x_adv: torch.Tensor, target: torch.Tensor,
                         state: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         """The ``(input, target)`` pair the gradient step evaluates (identity here; input diversity overrides).
         ``state`` is fresh for every restart of every sample and holds ``"restart"``."""
         return x_adv, target
 
-    def transform_gradient(self, grad: torch.Tensor, state: dict[str, Any]) -> torch.Tensor:
+    def transform_gradient(self, ctx: RunContext, grad: torch.Tensor, state: dict[str, Any]) -> torch.Tensor:
         """The masked gradient turned into the quantity whose direction is stepped along (identity here; momentum
         overrides). ``state`` as in :meth:`transform_input`."""
         return grad
 
     # -- the loop --------------------------------------------------------------------------------------------
-    def direction(self, grad: torch.Tensor) -> torch.Tensor:
+    def direction(self, ctx: RunContext, grad: torch.Tensor) -> torch.Tensor:
         """Steepest-ascent direction of unit norm in the threat model's norm (``grad`` is already masked)."""
-        if self.threat.norm == "linf":
+        if ctx.threat.norm == "linf":
             return grad.sign()
         norms = grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * (grad.ndim - 1)))
         return grad / norms
 
-    def random_init(self, x: torch.Tensor, region: torch.Tensor, restart: int) -> torch.Tensor:
+    def random_init(self, ctx: RunContext, x: torch.Tensor, region: torch.Tensor, restart: int) -> torch.Tensor:
         """A random point of the threat set around ``x``; every sample gets the draw of seed ``(seed, restart)``
         scaled to its own budget."""
-        self.threat.check_batch(x.shape[0])
+        threat = ctx.threat
+        threat.check_batch(x.shape[0])
         starts = []
         for i in range(x.shape[0]):
-            radius = self.threat.for_sample(i).radius
+            radius = threat.for_sample(i).radius
             gen = per_sample_generator(self.seed * 1000003 + restart)
             shape = (1, *x.shape[1:])
-            if self.threat.norm == "linf":
+            if threat.norm == "linf":
                 noise = (torch.rand(shape, generator=gen, dtype=torch.float64) * 2 - 1) * radius
             else:
                 noise = torch.randn(shape, generator=gen, dtype=torch.float64)
@@ -206,21 +246,21 @@ class IterativeAttack(Attack):
                 noise = noise / noise.norm().clamp_min(1e-12) * scale
             starts.append(noise)
         delta = torch.cat(starts).to(device=x.device, dtype=x.dtype) * region
-        return self.threat.project(x, x + delta, region)
+        return threat.project(x, x + delta, region)
 
-    def run(self, predictor: torch.nn.Module, x: torch.Tensor, target: torch.Tensor) -> AttackResult:
+    def run(self, predictor: torch.nn.Module, x: torch.Tensor, target: torch.Tensor, *,
+            progress: StepProgress | None = None) -> AttackResult:
         mode = output_mode_of(predictor)
         check_inputs(x, target, mode)
         self.threat.check_batch(x.shape[0])
-        self.prepare(mode)
-        self._objective = member_mean(self.objective, predictor)
+        ctx = self.prepare(predictor, x.shape[0], progress)
         t0 = time.perf_counter()
         x, target = x.detach(), target.detach()
         outs, histories, finals = [], [], []
         with eval_mode(predictor):
             for i in range(x.shape[0]):  # one sample at a time: bitwise batch-independent, one graph in memory
-                with self.sample_threat(i):
-                    x_adv, history, final = self._attack_sample(predictor, x[i:i + 1], target[i:i + 1])
+                x_adv, history, final = self._attack_sample(ctx.for_sample(i), predictor, x[i:i + 1],
+                                                            target[i:i + 1])
                 outs.append(x_adv)
                 histories.append(history)
                 finals.append(final)
@@ -230,30 +270,34 @@ class IterativeAttack(Attack):
                   "seconds": time.perf_counter() - t0}
         return AttackResult(x_adv, record)
 
-    def _attack_sample(self, predictor: torch.nn.Module, x: torch.Tensor,
+    def _attack_sample(self, ctx: RunContext, predictor: torch.nn.Module, x: torch.Tensor,
                        target: torch.Tensor) -> tuple[torch.Tensor, list[float], float]:
-        """All restarts on one sample ``(1, C, *spatial)``: the best ``x_adv``, per-step losses, its final loss."""
-        region = self.threat.region(x)
+        """All restarts on one sample ``(1, C, *spatial)`` under ``ctx.threat`` (its scalar-budget threat model):
+        the best ``x_adv``, per-step losses, its final loss."""
+        assert ctx.objective is not None  # built by prepare
+        threat, objective = ctx.threat, ctx.objective
+        region = threat.region(x)
         sign = -1.0 if self.targeted else 1.0
         history: list[float] = []
         best, best_loss = x, float("nan")
         for restart in range(self.restarts):
-            x_adv = self.random_init(x, region, restart) if self.random_start else x.clone()
+            x_adv = self.random_init(ctx, x, region, restart) if self.random_start else x.clone()
             state: dict[str, Any] = {"restart": restart}
             for step in range(self.steps):
                 x_adv.requires_grad_(True)
-                x_in, target_in = self.transform_input(x_adv, target, state)
+                x_in, target_in = self.transform_input(ctx, x_adv, target, state)
                 logits = predictor(x_in)
-                loss = self._objective(logits, target_in, step)
+                loss = objective(logits, target_in, step)
                 (grad,) = torch.autograd.grad(loss.sum(), x_adv)
-                alpha = self.step_alpha(step, logits.detach(), target_in)
+                alpha = self.step_alpha(ctx, step, logits.detach(), target_in)
                 alpha = float(alpha) if isinstance(alpha, float) else float(alpha.reshape(()))
                 history.append(float(loss.detach()))
                 with torch.no_grad():
-                    ascent = self.transform_gradient(grad * region, state)
-                    x_adv = self.threat.project(x, x_adv.detach() + sign * alpha * self.direction(ascent), region)
+                    ascent = self.transform_gradient(ctx, grad * region, state)
+                    x_adv = threat.project(x, x_adv.detach() + sign * alpha * self.direction(ctx, ascent), region)
+                ctx.counter.advance()
             with torch.no_grad():
-                final = float(self._objective(predictor(x_adv), target, self.steps))
+                final = float(objective(predictor(x_adv), target, self.steps))
             better = final < best_loss if self.targeted else final > best_loss
             if restart == 0 or better:
                 best, best_loss = x_adv.detach(), final
@@ -262,7 +306,7 @@ class IterativeAttack(Attack):
 
 class FixedObjectivePGD(IterativeAttack):
     """PGD (random start, restarts) whose per-voxel objective is fixed by the method, so it takes no ``loss``
-    option; subclasses implement :meth:`objective` using ``self._mode`` (the predictor's output mode)."""
+    option; subclasses implement :meth:`objective` using ``ctx.mode`` (the predictor's output mode)."""
 
     alpha_factor = 2.5
 
@@ -272,5 +316,5 @@ class FixedObjectivePGD(IterativeAttack):
         super().__init__(eps=eps, norm=norm, mask=mask, threat=threat, steps=steps, alpha=alpha,
                          random_start=random_start, restarts=restarts, seed=seed)
 
-    def prepare(self, output_mode: str) -> None:
-        self._mode = output_mode
+    def resolve_loss_fn(self, output_mode: str) -> LossFn | None:
+        return None

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from volrob.attacks.base import RunContext
 from volrob.attacks.loop import IterativeAttack
 from volrob.attacks.losses import LossFn
 from volrob.attacks.registry import register_attack
@@ -51,6 +52,6 @@ class MIFGSM(IterativeAttack):
     def params(self) -> dict[str, Any]:
         return {**super().params(), "decay": self.decay}
 
-    def transform_gradient(self, grad: torch.Tensor, state: dict[str, Any]) -> torch.Tensor:
+    def transform_gradient(self, ctx: RunContext, grad: torch.Tensor, state: dict[str, Any]) -> torch.Tensor:
         state["momentum"] = momentum_update(state.get("momentum"), grad, self.decay)
         return state["momentum"]

@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from volrob.attacks.base import RunContext
 from volrob.attacks.loop import FixedObjectivePGD
 from volrob.attacks.registry import register_attack
 from volrob.attacks.voxel_losses import segpgd_lambda, segpgd_loss
@@ -22,5 +23,5 @@ class SegPGD(FixedObjectivePGD):
     def params(self) -> dict[str, Any]:
         return {**super().params(), "loss": "segpgd", "lambda": "t / (2T)"}
 
-    def objective(self, logits: torch.Tensor, target: torch.Tensor, step: int) -> torch.Tensor:
-        return segpgd_loss(logits, target, self._mode, segpgd_lambda(step, max(self.steps, 1)))
+    def objective(self, ctx: RunContext, logits: torch.Tensor, target: torch.Tensor, step: int) -> torch.Tensor:
+        return segpgd_loss(logits, target, ctx.mode, segpgd_lambda(step, max(self.steps, 1)))

@@ -19,7 +19,7 @@ Per sample, from a generator seeded by ``seed`` (so a sample gives the same resu
 The budget ``queries`` counts every forward pass of the predictor per sample, the start included. A sample whose
 threat set is a single point (``eps == 0`` or no voxel may change) stops after query 1. ``checkpoints`` lists query
 counts at which the current best ``x_adv`` is kept (:attr:`SquareResult.snapshots`), so Dice can be scored at
-several budgets from one run.
+several budgets from one run. Progress: one unit per query of every sample (``queries * batch`` in all).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
-from volrob.attacks.base import Attack, AttackResult
+from volrob.attacks.base import Attack, AttackResult, RunContext, StepCounter, StepProgress
 from volrob.attacks.loop import (
     build_threat,
     check_inputs,
@@ -111,6 +111,8 @@ def _check_checkpoints(checkpoints: Any, queries: int) -> tuple[int, ...]:
 class Square3D(Attack):
     """Square Attack (L∞) with random cube updates; black-box, uses predictions only."""
 
+    model_access = "queries"
+
     norms: ClassVar[tuple[str, ...]] = ("linf",)  # the threat norms this attack supports
 
     def __init__(self, *, eps: float | Sequence[float] | None = None, norm: str | None = None,
@@ -134,18 +136,23 @@ class Square3D(Attack):
         return {"queries": self.queries, "p_init": self.p_init, "loss": loss, "checkpoints": list(self.checkpoints),
                 "schedule_queries": self.schedule_queries}
 
-    def run(self, predictor: torch.nn.Module, x: torch.Tensor, target: torch.Tensor) -> SquareResult:
+    def progress_total(self, batch: int) -> int:
+        """One unit per query of every sample (a sample that stops early reports its unused queries at once)."""
+        return self.queries * batch
+
+    def run(self, predictor: torch.nn.Module, x: torch.Tensor, target: torch.Tensor, *,
+            progress: StepProgress | None = None) -> SquareResult:
         mode = output_mode_of(predictor)
         check_inputs(x, target, mode)
         self.threat.check_batch(x.shape[0])
-        loss_fn = resolve_loss(self.loss, mode)
+        ctx = RunContext(threat=self.threat, mode=mode, counter=StepCounter(self.progress_total(x.shape[0]), progress),
+                         loss_fn=resolve_loss(self.loss, mode))
         t0 = time.perf_counter()
         x, target = x.detach(), target.detach()
         runs: list[_SampleRun] = []
         with eval_mode(predictor), torch.no_grad():
             for i in range(x.shape[0]):  # one sample at a time: bitwise batch-independent
-                with self.sample_threat(i):
-                    runs.append(self._attack_sample(predictor, loss_fn, x[i:i + 1], target[i:i + 1]))
+                runs.append(self._attack_sample(ctx.for_sample(i), predictor, x[i:i + 1], target[i:i + 1]))
         x_adv = torch.cat([r.x_adv for r in runs])
         curves = [r.curve for r in runs]
         longest = max(len(c) for c in curves)
@@ -157,19 +164,23 @@ class Square3D(Attack):
         snapshots = {q: torch.cat([r.snapshots[q] for r in runs]) for q in self.checkpoints}
         return SquareResult(x_adv, record, snapshots)
 
-    def _attack_sample(self, predictor: torch.nn.Module, loss_fn: LossFn, x: torch.Tensor,
+    def _attack_sample(self, ctx: RunContext, predictor: torch.nn.Module, x: torch.Tensor,
                        target: torch.Tensor) -> _SampleRun:
-        """One sample ``(1, C, *spatial)`` under the scalar-budget threat model ``self.threat``."""
+        """One sample ``(1, C, *spatial)`` under ``ctx.threat`` (its scalar-budget threat model)."""
         gen = per_sample_generator(self.seed)
-        region = self.threat.region(x)
-        radius = self.threat.radius
+        threat, loss_fn = ctx.threat, ctx.loss_fn
+        assert loss_fn is not None  # resolved by run
+        region = threat.region(x)
+        radius = threat.radius
         channels, spatial = x.shape[1], tuple(x.shape[2:])
 
         def loss_of(candidate: torch.Tensor) -> float:
-            return float(per_sample(loss_fn, predictor(candidate), target)[0])
+            loss = float(per_sample(loss_fn, predictor(candidate), target)[0])
+            ctx.counter.advance()
+            return loss
 
         stripes = torch.randint(0, 2, (1, channels, 1, *spatial[1:]), generator=gen, dtype=torch.float64) * 2 - 1
-        best = self.threat.project(x, x + (stripes * radius).to(device=x.device, dtype=x.dtype) * region, region)
+        best = threat.project(x, x + (stripes * radius).to(device=x.device, dtype=x.dtype) * region, region)
         curve = [loss_of(best)]
         snapshots: dict[int, torch.Tensor] = {}
         corners = _Corners(region[0, 0])
@@ -179,18 +190,20 @@ class Square3D(Attack):
                 if len(curve) in self.checkpoints:
                     snapshots[len(curve)] = best.clone()
                 side = cube_side(schedule_fraction(self.p_init, len(curve) - 1, iterations), spatial)
-                candidate = self._candidate(x, best, region, corners.window(side, gen), gen)
+                candidate = self._candidate(threat, x, best, region, corners.window(side, gen), gen)
                 loss = loss_of(candidate)
                 if loss > curve[-1]:
                     best = candidate
                     curve.append(loss)
                 else:
                     curve.append(curve[-1])
+        if len(curve) < self.queries:  # stopped early: the unused queries count as done
+            ctx.counter.advance(self.queries - len(curve))
         for q in self.checkpoints:
             snapshots.setdefault(q, best.clone())
         return _SampleRun(best, curve, snapshots)
 
-    def _candidate(self, x: torch.Tensor, best: torch.Tensor, region: torch.Tensor,
+    def _candidate(self, threat: ThreatModel, x: torch.Tensor, best: torch.Tensor, region: torch.Tensor,
                    window: tuple[slice, ...], gen: torch.Generator) -> torch.Tensor:
         """``best`` with every channel of the cube ``window`` set to its own random ``±eps`` (projected); redrawn
         up to :data:`MAX_REDRAWS` times while the cube would stay as it is."""
@@ -198,8 +211,8 @@ class Square3D(Attack):
         x_win, best_win, region_win = x[index], best[index], region[index]
         for _ in range(MAX_REDRAWS):
             signs = torch.randint(0, 2, (1, x.shape[1], 1, 1, 1), generator=gen, dtype=torch.float64) * 2 - 1
-            step = (signs * self.threat.radius).to(device=x.device, dtype=x.dtype)
-            new_win = self.threat.project(x_win, x_win + step * region_win, region_win)
+            step = (signs * threat.radius).to(device=x.device, dtype=x.dtype)
+            new_win = threat.project(x_win, x_win + step * region_win, region_win)
             if not torch.equal(new_win, best_win):
                 break
         candidate = best.clone()
@@ -209,7 +222,8 @@ class Square3D(Attack):
 
 class _Corners:
     """Uniform draws of cube positions whose cube touches the region (``(D, H, W)`` float mask); the valid corners
-    of the last side length are cached (the schedule only shrinks the side)."""
+    of the last side length are cached (the schedule only shrinks the side). One per sample and call: a local
+    helper, never stored on the attack."""
 
     def __init__(self, region: torch.Tensor) -> None:
         self.region = region

@@ -14,7 +14,7 @@ from volrob.utils.host_memory import retain_unless_disabled
 # Each module ``volrob.cli.<name>_cmd`` defines ``register(subparsers)``, which adds its parser and sets
 # ``func`` (``Callable[[argparse.Namespace], int]``) as the parser default.
 COMMANDS: tuple[str, ...] = ("models", "synth", "manifest", "train", "evaluate", "attack", "robustness", "transfer",
-                             "query", "universal", "inspect")
+                             "query", "universal", "run", "inspect")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,14 +36,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     retain_unless_disabled()  # reuse freed host memory across steps (VOLROB_RETAIN_HOST_MEMORY=0 turns it off)
+    rank = _rank_prefix()
     try:
         return int(args.func(args) or 0)
     except VolrobError as err:
-        print(f"volrob {args.command}: error: {err}", file=sys.stderr)
+        print(f"{rank}volrob {args.command}: error: {err}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
-        print(f"volrob {args.command}: interrupted", file=sys.stderr)
+        print(f"{rank}volrob {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        from volrob import distributed
+
+        distributed.teardown()
+
+
+def _rank_prefix() -> str:
+    """``[rank N] `` under torchrun with several processes (every rank reports its own errors), else empty."""
+    from volrob import distributed
+
+    try:
+        info = distributed.env_info()
+    except VolrobError:
+        return ""
+    return f"[rank {info.rank}] " if info.distributed else ""
 
 
 if __name__ == "__main__":

@@ -44,3 +44,50 @@ def add_scoring_options(p: argparse.ArgumentParser, *, replaces: str) -> None:
                    help="scores when prediction or ground truth is empty (see docs/metrics.md)")
     p.add_argument("--force", action="store_true", help=f"replace an existing {replaces} in OUTDIR")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def case_ids(text: str) -> list[str]:
+    """Comma-separated case ids."""
+    ids = [t.strip() for t in text.split(",") if t.strip()]
+    if not ids:
+        raise argparse.ArgumentTypeError(f"expected comma-separated case ids, got {text!r}")
+    return ids
+
+
+def add_run_options(p: argparse.ArgumentParser, *, config: bool) -> None:
+    """Options every engine command shares: which cases, device, threads, resume/replace, progress.
+    ``config``: the command reads a config file, so ``--set`` overrides apply."""
+    if config:
+        p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config key, e.g. --set seed=1 --set window.sw_batch_size=4 (repeatable)")
+    p.add_argument("--max-cases", type=positive_int, metavar="N",
+                   help="only the first N cases of the split (manifest order): try a run on a few cases first")
+    p.add_argument("--cases", type=case_ids, metavar="ID,ID", help="only these cases (comma-separated ids)")
+    p.add_argument("--device", help="auto, cpu, cuda or cuda:N (under torchrun each rank takes cuda:LOCAL_RANK)")
+    p.add_argument("--threads", type=positive_int, metavar="N",
+                   help="CPU threads for tensor work (default: PyTorch's choice; set it on a shared machine)")
+    p.add_argument("--force", action="store_true",
+                   help="start over: replace what an earlier run wrote in OUTDIR (a rerun without it resumes)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Config keys given as flags by :func:`add_run_options`."""
+    return {k: v for k, v in (("max_cases", args.max_cases), ("cases", args.cases), ("device", args.device))
+            if v is not None}
+
+
+def as_overrides(values: dict[str, Any]) -> list[str]:
+    """``--set`` strings for a mapping of top-level keys (values as YAML flow)."""
+    return [f"{k}={yaml.safe_dump(v, default_flow_style=True).strip()}" for k, v in values.items()]

@@ -1,11 +1,12 @@
 """``volrob universal``: learn one universal perturbation on a source model and test it on unseen cases and on
-other architectures, beside a random-sign noise control of the same budget."""
+other architectures, beside a random-sign noise control of the same budget (flags or a config file)."""
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+from typing import Any
 
+from volrob.cli.options import add_run_options
 from volrob.errors import ConfigError
 
 
@@ -21,12 +22,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         "universal", help="universal perturbation: one ROI-sized delta tiled over whole volumes",
         description="Learn one ROI-sized perturbation on the source's training cases, tile it over unseen cases, "
                     "and score them on the source and every target beside a random-sign noise control. Writes "
-                    "OUTDIR/universal.csv, universal_delta.npz, universal_record.json and universal.json.",
+                    "OUTDIR/universal/ (delta.npz, record.json), results.csv (attacks 'universal' and "
+                    "'sign_noise'), summary.csv and run.json. Give a config file with a 'universal' section, or the "
+                    "flags below.",
     )
-    p.add_argument("--source", required=True, help="source checkpoint the perturbation is learned on")
+    p.add_argument("config", nargs="?", help="a run config YAML with a universal: section")
+    p.add_argument("--source", help="source checkpoint the perturbation is learned on")
+    p.add_argument("--source-name", default="source", help="the source's label in the tables (default: source)")
     p.add_argument("--target", action="append", default=[], metavar="NAME=CKPT",
                    help="a target checkpoint (repeatable); the source is always scored too")
-    p.add_argument("--manifest", required=True, help="dataset manifest JSON")
+    p.add_argument("--manifest", help="dataset manifest JSON")
     p.add_argument("--train-split", default="train")
     p.add_argument("--eval-split", default="test")
     p.add_argument("--eps", type=float, default=8.0, help="L-inf budget in 1/255 units")
@@ -34,37 +39,42 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--crops-per-case", type=int, default=2)
     p.add_argument("--step", type=float, default=1.0, help="signed-gradient step in 1/255 units")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("-o", "--out", required=True, help="output folder")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--force", action="store_true", help="replace an existing universal.csv in OUTDIR")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("-o", "--out", required=True, help="output folder (a rerun resumes there)")
+    add_run_options(p, config=True)
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from volrob.universal.run import summarise_universal, universal_experiment
-
-    if not args.eps >= 0:
-        raise ConfigError(f"--eps must be >= 0 (1/255 units), got {args.eps}")
-    targets: dict[str, str] = {}
+def _raw(args: argparse.Namespace) -> dict[str, Any]:
+    if not args.source or not args.manifest:
+        raise ConfigError("give a config file, or --source and --manifest")
+    models = [{"name": args.source_name, "checkpoint": args.source}]
     for text in args.target:
         name, path = _target(text)
-        if name in targets:
-            raise ConfigError(f"--target name {name!r} is given twice")
-        targets[name] = path
-    if not Path(args.source).is_file():
-        raise ConfigError("source checkpoint does not exist", path=args.source)
-    for name, path in targets.items():
-        if not Path(path).is_file():
-            raise ConfigError(f"checkpoint of target {name!r} does not exist", path=path)
-    res = universal_experiment(
-        args.source, targets, args.manifest, train_split=args.train_split, eval_split=args.eval_split,
-        eps=args.eps, epochs=args.epochs, crops_per_case=args.crops_per_case, step=args.step, seed=args.seed,
-        out_dir=args.out, device=args.device, force=args.force, progress=not args.quiet,
-    )
-    print(f"universal delta: L-inf {res.record['delta_linf_255']:.2f}/255; results in "
-          f"{res.out_dir / 'universal.csv'}")
-    print(f"{'target':<20}  {'WT dice clean':>13}  {'universal':>9}  {'noise':>7}")
-    for row in summarise_universal(res.rows).itertuples():
-        print(f"{row.target:<20}  {row.clean:>13.3f}  {row.universal:>9.3f}  {row.noise:>7.3f}")
-    return 0
+        if name in [m["name"] for m in models]:
+            raise ConfigError(f"--target name {name!r} is given twice (the source is {args.source_name!r})")
+        models.append({"name": name, "checkpoint": path})
+    return {"manifest": args.manifest, "split": args.eval_split, "models": models, "seed": args.seed,
+            "universal": {"source": args.source_name, "train_split": args.train_split, "eps": args.eps,
+                          "epochs": args.epochs, "crops_per_case": args.crops_per_case, "step": args.step}}
+
+
+def run(args: argparse.Namespace) -> int:
+    from volrob.cli.runner import config_from_file, config_from_flags, execute, finish
+    from volrob.cli.text_tables import universal_lines
+    from volrob.engine.universal import universal_cells
+
+    if args.config:
+        if args.source or args.manifest or args.target:
+            raise ConfigError("--source, --manifest and --target cannot be combined with a config file")
+        cfg = config_from_file(args)
+        if cfg.universal is None:
+            raise ConfigError("universal: the config has no universal section", path=args.config)
+    else:
+        cfg = config_from_flags(_raw(args), args)
+    result = execute("universal", cfg, args, extra_cells=universal_cells)
+    if result.tables is None:
+        return 0
+    record = (result.out_dir / "universal" / "record.json")
+    print(f"universal perturbation in {record.parent}; results in {result.out_dir / 'results.csv'}")
+    print(universal_lines(result.tables.results, cfg.region))
+    return finish(result)

@@ -32,7 +32,7 @@ class AttackTraining(Defence):
         """``x_adv`` for the batch, crafted with the network frozen in eval mode (detached)."""
         attack = self.attack(ctx, seed)
         with crafting(ctx.net), ctx.autocast():
-            x_adv = attack(ctx.predictor, images, targets).x_adv
+            x_adv = attack(ctx.craft_predictor, images, targets).x_adv
         return x_adv.detach()
 
     def batch_loss(self, ctx: TrainContext, images: torch.Tensor, targets: torch.Tensor, *, seed: int) -> BatchLoss:

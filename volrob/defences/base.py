@@ -3,10 +3,14 @@
 The trainer owns data, optimiser, schedule, checkpoints and AMP; a defence only decides the loss of a batch
 (:meth:`Defence.batch_loss`). Adversarial examples are crafted inside :func:`crafting`, which puts the network in
 eval mode with every parameter's ``requires_grad`` off, so crafting never accumulates into the weights' ``.grad``
-and never updates normalisation statistics; both are restored exactly afterwards.
+and never updates normalisation statistics; both are restored exactly afterwards. Inside that block a defence
+calls ``ctx.craft_predictor``, never ``ctx.predictor``: under several processes the latter runs the network through
+``DistributedDataParallel``, whose forward prepares the all-reduce of a backward into the weights (and may
+synchronise buffers across ranks), neither of which crafting wants; the crafting predictor runs the same network
+unwrapped (in one process the two are the same object).
 
-Every random choice of a defence derives from the ``seed`` the trainer passes per step (run seed and global
-step), so a resumed run repeats an uninterrupted one.
+Every random choice of a defence derives from the ``seed`` the trainer passes per step (run seed, global step
+and, under several processes, the rank), so a resumed run repeats an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -25,9 +29,11 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 @dataclass
 class TrainContext:
-    """What a defence may use: the predictor (network + normalisation; call it on ROI-sized crops), the bare
-    network it wraps, the training loss ``(logits, target) -> scalar``, the output mode, the device, and the
-    trainer's autocast context factory (AMP on CUDA, a no-op elsewhere)."""
+    """What a defence may use: the predictor (network + normalisation; call it on ROI-sized crops for the loss
+    whose gradient trains the weights), the bare network it wraps, the training loss ``(logits, target) -> scalar``,
+    the output mode, the device, the trainer's autocast context factory (AMP on CUDA, a no-op elsewhere), and the
+    crafting predictor: the same function over the bare network, the one to call inside :func:`crafting`
+    (defaults to ``predictor``, which is right whenever the network is not wrapped for several processes)."""
 
     predictor: nn.Module
     net: nn.Module
@@ -35,6 +41,11 @@ class TrainContext:
     output_mode: str
     device: torch.device
     autocast: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext
+    craft_predictor: nn.Module | None = None
+
+    def __post_init__(self) -> None:
+        if self.craft_predictor is None:
+            self.craft_predictor = self.predictor
 
 
 @dataclass

@@ -44,10 +44,10 @@ class Trades(Defence):
         x_adv = threat.project(x, x + (draw * START_STD).to(device=x.device, dtype=x.dtype) * region, region)
         with crafting(ctx.net), ctx.autocast(), torch.enable_grad():
             with torch.no_grad():
-                clean = ctx.predictor(x)
+                clean = ctx.craft_predictor(x)
             for _ in range(self.steps):
                 x_adv.requires_grad_(True)
-                kl = output_kl(clean, ctx.predictor(x_adv), ctx.output_mode)
+                kl = output_kl(clean, ctx.craft_predictor(x_adv), ctx.output_mode)
                 (grad,) = torch.autograd.grad(kl, x_adv)
                 with torch.no_grad():
                     x_adv = threat.project(x, x_adv + self.alpha / 255.0 * (grad * region).sign(), region)

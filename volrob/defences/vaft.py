@@ -19,11 +19,11 @@ import torch
 
 from volrob import attacks
 from volrob.attacks.base import Attack
-from volrob.attacks.frequency.dct import dct_nd
 from volrob.defences.adversarial import AttackTraining
 from volrob.defences.base import BatchLoss, TrainContext
 from volrob.defences.options import count, mixed, non_negative, positive
 from volrob.defences.registry import register_defence
+from volrob.signal.dct import dct_nd
 
 SPATIAL = (2, 3, 4)
 

@@ -1,8 +1,8 @@
-"""Evaluation: segmentation metrics (Dice, HD95, NSD) with a documented empty-case policy, SSIM, statistics."""
+"""Evaluation: segmentation metrics (Dice, HD95, NSD) with a documented empty-case policy, statistics (SSIM is in
+:mod:`volrob.signal.ssim`)."""
 
 from volrob.evaluation.empty_policy import BRATS_HD95_MM, POLICIES, EmptyPolicy, get_policy, image_diagonal_mm
 from volrob.evaluation.metrics import METRIC_NAMES, case_metrics, dice, hd95, nsd, region_metrics
-from volrob.evaluation.ssim import ssim, ssim_map
 from volrob.evaluation.summary import (
     WilcoxonResult,
     bootstrap_mean_ci,
@@ -29,8 +29,6 @@ __all__ = [
     "paired_wilcoxon",
     "percentile_hausdorff",
     "region_metrics",
-    "ssim",
-    "ssim_map",
     "summarize",
     "surface_dice",
     "surface_distances",

@@ -1,4 +1,4 @@
-"""Segment one case end to end: preprocess, predict, and map results back to the source voxel grid."""
+"""Predict regions for a preprocessed case and map results back to the source voxel grid."""
 
 from __future__ import annotations
 
@@ -7,9 +7,8 @@ import torch
 from monai.data import MetaTensor
 from monai.transforms import Invertd
 
-from volrob.data.cases import CaseData
 from volrob.data.labels import logits_to_regions
-from volrob.data.preprocess import PreprocessConfig, Preprocessed, preprocess
+from volrob.data.preprocess import Preprocessed
 from volrob.inference.predictor import Predictor
 
 
@@ -29,13 +28,3 @@ def predict_regions(predictor: Predictor, image: torch.Tensor, device: torch.dev
     with torch.no_grad():
         logits = predictor(image[None].to(device))
     return logits_to_regions(logits, predictor.output_mode)[0].cpu()
-
-
-def segment_case(predictor: Predictor, case: CaseData, pre: PreprocessConfig, device: torch.device) -> np.ndarray:
-    """Boolean regions ``(3, i, j, k)`` on the case's own source grid (inverse of orientation/spacing/crop)."""
-    p = preprocess(case.image, None, case.affine, pre)
-    regions = predict_regions(predictor, p.image.as_tensor(), device)
-    out = to_source_grid(regions.float(), p, nearest=True) > 0.5
-    if out.shape[1:] != case.image.shape[1:]:
-        raise RuntimeError(f"inverse preprocessing gave shape {out.shape[1:]}, expected {case.image.shape[1:]}")
-    return out

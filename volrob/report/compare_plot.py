@@ -14,8 +14,8 @@ from matplotlib import colormaps
 from matplotlib.axes import Axes
 
 from volrob.errors import ConfigError
+from volrob.evaluation.compare import setting_label
 from volrob.report.figure import check_png_path, new_figure, save_png
-from volrob.robustness.compare import setting_label
 
 
 @dataclass(frozen=True)
@@ -46,15 +46,15 @@ def _triple(mine: pd.DataFrame, settings: list[str], columns: tuple[tuple[str, .
 
 
 def comparison_series(table: pd.DataFrame, region: str = "WT") -> tuple[list[str], list[Series]]:
-    """Group labels and per-model bars of :func:`~volrob.robustness.compare.compare_models` rows of ``region``."""
+    """Group labels and per-model bars of :func:`~volrob.evaluation.compare.compare_models` rows of ``region``."""
     rows = table[table["region"] == region]
     if rows.empty:
         raise ConfigError(f"region: no comparison rows for {region!r}")
     settings = list(pd.unique(rows["setting"]))
     labels = ["clean"] + [setting_label(rows[rows["setting"] == s].iloc[0].to_dict()) for s in settings]
     series = []
-    for model in pd.unique(rows["model_label"]):
-        mine = rows[rows["model_label"] == model].set_index("setting")
+    for model in pd.unique(rows["model"]):
+        mine = rows[rows["model"] == model].set_index("setting")
         series.append(Series(str(model), str(mine.iloc[0]["defence"]),
                              _triple(mine, settings, DICE), _triple(mine, settings, DIFF)))
     return labels, series

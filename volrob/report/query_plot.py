@@ -14,7 +14,7 @@ import pandas as pd
 from volrob.errors import ConfigError
 from volrob.report.figure import check_png_path, new_figure, save_png
 
-QUERY_PLOT_COLUMNS: tuple[str, ...] = ("model", "queries", "region", "metric", "value")
+QUERY_PLOT_COLUMNS: tuple[str, ...] = ("model", "queries", "region", "metric", "adversarial")
 METRIC_LABELS = {"dice": "Dice", "nsd": "NSD", "hd95": "HD95 (mm)"}
 
 
@@ -32,22 +32,23 @@ def _selection(table: pd.DataFrame, region: str, metric: str) -> pd.DataFrame:
     queries = pd.to_numeric(sel["queries"], errors="coerce")
     if queries.isna().any() or (queries < 0).any() or (queries != np.floor(queries)).any():
         raise ConfigError(f"{what}: column 'queries' must hold non-negative integers only")
-    values = pd.to_numeric(sel["value"], errors="coerce")
+    values = pd.to_numeric(sel["adversarial"], errors="coerce")
     if values.isna().any():
-        raise ConfigError(f"{what}: column 'value' must hold numbers only")
-    return sel.assign(queries=queries.astype(int), value=values)
+        raise ConfigError(f"{what}: column 'adversarial' must hold numbers only")
+    return sel.assign(queries=queries.astype(int), adversarial=values)
 
 
 def query_plot(table: pd.DataFrame, path: str | Path, *, region: str = "WT", metric: str = "dice") -> Path:
-    """Mean ``metric`` of ``region`` over cases against the number of queries (log x), one line per ``model``;
-    queries 0 (clean) is drawn as a dashed reference line. ``table`` has the columns of ``queries.csv``."""
+    """Mean ``metric`` of ``region`` over cases (the ``adversarial`` column: the most damaging input found so far)
+    against the number of queries (log x), one line per ``model``; queries 0 (clean) is drawn as a dashed reference
+    line. ``table`` has the columns of ``queries.csv``."""
     sel = _selection(table, region, metric)
     target = check_png_path(path, "query_plot")
     fig = new_figure((7.0, 4.5))
     ax = fig.add_subplot()
     label = METRIC_LABELS.get(metric, metric)
     for model in pd.unique(sel["model"]):
-        means = sel[sel["model"] == model].groupby("queries", sort=True)["value"].mean()
+        means = sel[sel["model"] == model].groupby("queries", sort=True)["adversarial"].mean()
         attacked = means[means.index > 0]
         line = ax.plot(attacked.index.to_numpy(), attacked.to_numpy(), marker="o", markersize=4,
                        label=f"{model}: attacked")[0] if not attacked.empty else None

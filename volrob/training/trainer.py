@@ -1,6 +1,15 @@
 """The training loop: random crops, AdamW, warm-up + cosine, periodic sliding-window validation, best/last
 checkpoints, CSV log, resume, AMP on CUDA. The loss of each batch is the configured defence's (standard training:
-Dice + (B)CE on the clean crops); ``train.init_from`` fine-tunes a trained checkpoint."""
+Dice + (B)CE on the clean crops); ``train.init_from`` fine-tunes a trained checkpoint.
+
+Under ``torchrun`` with several processes (:mod:`volrob.training.ddp` has the details) each rank trains
+``DistributedDataParallel(net)`` on its shard of every epoch's cases and crafts adversarial examples with the
+unwrapped network (``TrainContext.craft_predictor``); one synchronised optimiser step per batch. Rank 0 alone
+computes the normalisation statistics (sent to the others), validates (the others wait), writes ``config.json``,
+``log.csv`` (the training loss averaged over every rank's steps) and the checkpoints (the unwrapped network's
+weights; ``world_size`` in the provenance), reads ``last.pt`` on ``--resume`` (sent to the others: the output folder
+need only be on rank 0's node), and prints. A resumed run must use the world size it was started with.
+"""
 
 from __future__ import annotations
 
@@ -16,32 +25,36 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from volrob import defences, losses, models
+from volrob import defences, distributed, losses, models
 from volrob.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from volrob.data.cases import load_case
 from volrob.data.labels import REGIONS, canonical_to_regions, logits_to_regions, out_channels_for
 from volrob.data.manifest import Case, Manifest, load_manifest
 from volrob.data.preprocess import PreprocessConfig, Preprocessed, channel_stats, preprocess
-from volrob.defences.base import TrainContext
+from volrob.distributed import DistInfo
 from volrob.errors import ConfigError, DataError
 from volrob.evaluation.metrics import dice
 from volrob.inference.predictor import Predictor
 from volrob.io import atomic_write_text
+from volrob.training import ddp
 from volrob.training.config import TrainConfig
-from volrob.training.sampling import CropDataset, collate_crops
+from volrob.training.sampling import CropDataset
 from volrob.training.schedule import warmup_cosine
+from volrob.training.step import train_context, train_step
 from volrob.utils.config import to_plain
 from volrob.utils.runtime import environment, resolve_device, seeded
 
 LOG_FIELDS = ["epoch", "step", "lr", "train_loss", *(f"val_dice_{r}" for r in REGIONS), "val_dice_mean", "seconds"]
 
 
-def step_seed(seed: int, step: int) -> int:
-    """The seed of global step ``step``'s random choices (adversarial crafting): run seed and step only."""
-    return int(np.random.SeedSequence([seed, step]).generate_state(1)[0] % (2**31))
+def step_seed(seed: int, step: int, rank: int | None = None) -> int:
+    """The seed of global step ``step``'s random choices (adversarial crafting): run seed and step in one process;
+    under several processes (``rank`` given) also the rank, so that no two ranks craft from the same random
+    start."""
+    key = [seed, step] if rank is None else [seed, step, rank]
+    return int(np.random.SeedSequence(key).generate_state(1)[0] % (2**31))
 
 
 @dataclass
@@ -79,14 +92,22 @@ def validate(predictor: Predictor, cases: list[tuple[torch.Tensor, torch.Tensor]
 
 
 class Trainer:
-    """Builds everything from a :class:`TrainConfig` and runs it; ``run(resume=...)``."""
+    """Builds everything from a :class:`TrainConfig` and runs it; ``run(resume=...)``. ``dist``: this process's
+    place in a ``torchrun`` job whose process group is already joined (:func:`volrob.distributed.setup`); one
+    process when absent."""
 
-    def __init__(self, cfg: TrainConfig, *, progress: bool = True, config_source: str | None = None) -> None:
+    def __init__(self, cfg: TrainConfig, *, progress: bool = True, config_source: str | None = None,
+                 dist: DistInfo | None = None) -> None:
         self.cfg = cfg
-        self.progress = progress
+        self.dist = dist or DistInfo()
+        if self.dist.distributed and not distributed.active():
+            raise RuntimeError("Trainer: join the process group (volrob.distributed.setup) before training on "
+                               f"{self.dist.world_size} processes")
+        self.progress = progress and self.dist.is_main
         self.config_source = config_source
         self.out = Path(cfg.output_dir)
-        self.device = resolve_device(cfg.train.device)
+        self.device = (distributed.rank_device(cfg.train.device, self.dist) if self.dist.distributed
+                       else resolve_device(cfg.train.device))
         self.pre = cfg.preprocessing
         self.window = cfg.inference
         self.manifest = load_manifest(cfg.data.manifest)
@@ -134,7 +155,7 @@ class Trainer:
                          crops=self.cfg.train.crops_per_case, output_mode=self.cfg.data.output_mode,
                          seed=self.cfg.seed, cache=self.cfg.data.cache)
         val = []
-        for c in self.val_cases:
+        for c in self.val_cases if self.dist.is_main else []:  # rank 0 alone validates
             p = _load_preprocessed(self.manifest, c, self.pre)
             if p.label is not None:
                 val.append((p.image.as_tensor().float(), p.label.as_tensor()))
@@ -162,20 +183,43 @@ class Trainer:
         atomic_write_text(path, buf.getvalue())
         return path
 
+    # -- start --------------------------------------------------------------------------------------------------
+    def _prepare_output(self, *, resume: bool, force: bool) -> None:
+        """Refuse to overwrite a run (or to resume none); create the output folder."""
+        if (self.out / "last.pt").exists() and not (resume or force):
+            raise ConfigError("output_dir already holds a training run; use --resume to continue it, --force to "
+                              "start over, or choose another output_dir", path=self.out)
+        if resume and not (self.out / "last.pt").exists():
+            raise ConfigError("--resume: no last.pt to resume from", path=self.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+
+    def _resume_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, list[float]]]:
+        """Weights, training state and normalisation of ``last.pt``, checked against this run."""
+        last_path = self.out / "last.pt"
+        ckpt = load_checkpoint(last_path, expect_model=self.cfg.model.name)
+        state = ckpt.training_state or {}
+        if state.get("config") != to_plain(self.cfg):
+            raise ConfigError("--resume: the configuration differs from the run being resumed", path=last_path)
+        started = int(state.get("world_size", 1))
+        if started != self.dist.world_size:
+            raise ConfigError(f"--resume: the run was started on {started} process(es), this one has "
+                              f"{self.dist.world_size}; resume it with the same number", path=last_path)
+        return ckpt.build_model().state_dict(), state, ckpt.normalisation
+
+    @staticmethod
+    def _normalisation(ds: CropDataset) -> dict[str, list[float]]:
+        mean, std = channel_stats([ds.case(i)[0] for i in range(len(ds))])
+        return {"mean": mean, "std": std}
+
     # -- loop ---------------------------------------------------------------------------------------------------
     def run(self, *, resume: bool = False, force: bool = False, stop_after: int | None = None) -> TrainResult:
         """Train (or continue with ``resume``); ``stop_after`` ends this call after that epoch (1-based), leaving a
         resumable ``last.pt`` — the same weights as an uninterrupted run once resumed."""
-        cfg, t = self.cfg, self.cfg.train
+        cfg, t, main = self.cfg, self.cfg.train, self.dist.is_main
         last_path, best_path = self.out / "last.pt", self.out / "best.pt"
-        if last_path.exists() and not (resume or force):
-            raise ConfigError("output_dir already holds a training run; use --resume to continue it, --force to "
-                              "start over, or choose another output_dir", path=self.out)
-        if resume and not last_path.exists():
-            raise ConfigError("--resume: no last.pt to resume from", path=self.out)
-        self.out.mkdir(parents=True, exist_ok=True)
+        ddp.on_main(lambda: self._prepare_output(resume=resume, force=force))
         ds, val = self._datasets()
-        steps_per_epoch = -(-len(ds) // t.batch_size)
+        steps_per_epoch = -(-ddp.cases_per_rank(len(ds), self.dist) // t.batch_size)
         opt = torch.optim.AdamW(self.net.parameters(), lr=t.lr, weight_decay=t.weight_decay)
         sched = warmup_cosine(opt, warmup_steps=t.warmup_epochs * steps_per_epoch,
                               total_steps=t.epochs * steps_per_epoch)
@@ -186,100 +230,95 @@ class Trainer:
         start_epoch, step, best, best_epoch, log_rows = 0, 0, -1.0, -1, []
         norm: dict[str, list[float]]
         if resume:
-            ckpt = load_checkpoint(last_path, expect_model=cfg.model.name)
-            state = ckpt.training_state or {}
-            if state.get("config") != to_plain(cfg):
-                raise ConfigError("--resume: the configuration differs from the run being resumed", path=last_path)
-            self.net.load_state_dict(ckpt.build_model().state_dict())
+            weights, state, norm = ddp.on_main(self._resume_state)
+            self.net.load_state_dict(weights)
             opt.load_state_dict(state["optimizer"])
             sched.load_state_dict(state["scheduler"])
             scaler.load_state_dict(state["scaler"])
             start_epoch, step = int(state["epoch"]), int(state["step"])
             best, best_epoch, log_rows = float(state["best"]), int(state["best_epoch"]), list(state["log"])
-            norm = ckpt.normalisation
         elif self.init is not None:  # fine-tune: same weights and the same normalisation as the source model
             self.net.load_state_dict(self.init.build_model().state_dict())
             norm = {k: list(v) for k, v in self.init.normalisation.items()}
         else:
-            mean, std = channel_stats([ds.case(i)[0] for i in range(len(ds))])
-            norm = {"mean": mean, "std": std}
-        predictor = Predictor(self.net, mean=norm["mean"], std=norm["std"], window=self.window,
-                              output_mode=cfg.data.output_mode).to(self.device)
+            norm = ddp.on_main(lambda: self._normalisation(ds))
+        example = torch.zeros(1, len(self.manifest.modalities), *self.window.roi_size)
+        train_net = ddp.wrap(self.net, self.dist, self.device, example)
 
         def autocast() -> contextlib.AbstractContextManager[Any]:
             return torch.autocast(self.device.type, dtype=amp_dtype, enabled=use_amp)
 
-        ctx = TrainContext(predictor=predictor, net=self.net, loss=self.loss, output_mode=cfg.data.output_mode,
-                           device=self.device, autocast=autocast)
-        self.defence.setup(ctx)
+        ctx = train_context(self.net, train_net, norm=norm, window=self.window, output_mode=cfg.data.output_mode,
+                            loss=self.loss, device=self.device, autocast=autocast)
+        plain = ctx.craft_predictor  # crafting and validation run the bare network, never DDP's
+        ddp.agree(lambda: self.defence.setup(ctx))
 
         provenance: dict[str, Any] = {
             "seed": cfg.seed, "config": to_plain(cfg), "config_source": self.config_source,
             "manifest": str(self.manifest.path), "manifest_sha256": self.manifest.digest(),
             "train_cases": [c.id for c in self.train_cases], "val_cases": [c.id for c in self.val_cases],
             "loss": self.loss_name, "defence": self.defence.describe(), "environment": environment(),
-            "device": str(self.device),
+            "device": str(self.device), "world_size": self.dist.world_size,
         }
         if self.init is not None:
             provenance["init_from"] = {"path": str(cfg.train.init_from), "sha256": self.init.sha256}
-        atomic_write_text(self.out / "config.json", json.dumps(to_plain(cfg), indent=2) + "\n")
-        gen = torch.Generator()
+        if main:
+            atomic_write_text(self.out / "config.json", json.dumps(to_plain(cfg), indent=2) + "\n")
+        rank = self.dist.rank if self.dist.distributed else None
         for epoch in range(start_epoch, t.epochs):
             tic = time.perf_counter()
             ds.set_epoch(epoch)
-            gen.manual_seed(cfg.seed * 100_003 + epoch)
-            loader = DataLoader(ds, batch_size=t.batch_size, shuffle=True, generator=gen, collate_fn=collate_crops,
-                                num_workers=cfg.data.num_workers)
-            self.net.train()
+            loader = ddp.epoch_loader(ds, epoch, seed=cfg.seed, batch_size=t.batch_size,
+                                      num_workers=cfg.data.num_workers, info=self.dist)
+            train_net.train()
             losses_epoch: list[float] = []
             parts_epoch: dict[str, list[float]] = {}
             bar = tqdm(loader, desc=f"epoch {epoch + 1}/{t.epochs}", disable=not self.progress, leave=False,
                        dynamic_ncols=True)
             for images, targets in bar:
                 images, targets = images.to(self.device), targets.to(self.device)
-                opt.zero_grad(set_to_none=True)
-                out = self.defence.batch_loss(ctx, images, targets, seed=step_seed(cfg.seed, step))
-                loss = out.loss
+                out = train_step(self.defence, ctx, images, targets, seed=step_seed(cfg.seed, step, rank),
+                                 optimizer=opt, scaler=scaler, grad_clip=t.grad_clip)
                 for key, value in out.parts.items():
                     parts_epoch.setdefault(key, []).append(value)
-                scaler.scale(loss).backward()
-                scaler.unscale_(opt)
-                torch.nn.utils.clip_grad_norm_(self.net.parameters(), t.grad_clip)
-                scaler.step(opt)
-                scaler.update()
                 sched.step()
                 step += 1
-                losses_epoch.append(float(loss.detach()))
+                losses_epoch.append(float(out.loss.detach()))
                 bar.set_postfix(loss=f"{losses_epoch[-1]:.4f}")
-            row: dict[str, Any] = {"epoch": epoch + 1, "step": step, "lr": opt.param_groups[0]["lr"],
-                                   "train_loss": float(np.mean(losses_epoch)),
-                                   **{f"loss_{k}": float(np.mean(v)) for k, v in sorted(parts_epoch.items())}}
-            is_last = epoch + 1 == t.epochs
-            if val and ((epoch + 1) % t.val_every == 0 or is_last):
-                scores = validate(predictor, val, cfg.data.output_mode, self.device)
-                row.update({f"val_dice_{r}": scores[r] for r in REGIONS})
-                row["val_dice_mean"] = scores["mean"]
-                if scores["mean"] > best:
-                    best, best_epoch = scores["mean"], epoch + 1
-                    prov = {**provenance, "epochs": epoch + 1, "val_dice": scores, "best_epoch": best_epoch}
-                    save_checkpoint(self._checkpoint(norm, prov, None), best_path)
-            row["seconds"] = round(time.perf_counter() - tic, 2)
-            log_rows.append(row)
-            self._write_log(log_rows)
-            state = {"epoch": epoch + 1, "step": step, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                     "scaler": scaler.state_dict(), "best": best, "best_epoch": best_epoch, "log": log_rows,
-                     "config": to_plain(cfg)}
-            prov = {**provenance, "epochs": epoch + 1, "best_epoch": best_epoch}
-            save_checkpoint(self._checkpoint(norm, prov, state), last_path)
-            if self.progress:
-                msg = f"epoch {epoch + 1}/{t.epochs} loss {row['train_loss']:.4f}"
-                if "val_dice_mean" in row:
-                    msg += " val dice " + " ".join(f"{r} {row[f'val_dice_{r}']:.3f}" for r in REGIONS)
-                print(msg + f" ({row['seconds']:.1f}s)", flush=True)
+            losses_epoch, parts_epoch = ddp.gathered(losses_epoch, parts_epoch)
+            if main:
+                row: dict[str, Any] = {"epoch": epoch + 1, "step": step, "lr": opt.param_groups[0]["lr"],
+                                       "train_loss": float(np.mean(losses_epoch)),
+                                       **{f"loss_{k}": float(np.mean(v)) for k, v in sorted(parts_epoch.items())}}
+                is_last = epoch + 1 == t.epochs
+                if val and ((epoch + 1) % t.val_every == 0 or is_last):
+                    scores = validate(plain, val, cfg.data.output_mode, self.device)
+                    row.update({f"val_dice_{r}": scores[r] for r in REGIONS})
+                    row["val_dice_mean"] = scores["mean"]
+                    if scores["mean"] > best:
+                        best, best_epoch = scores["mean"], epoch + 1
+                        prov = {**provenance, "epochs": epoch + 1, "val_dice": scores, "best_epoch": best_epoch}
+                        save_checkpoint(self._checkpoint(norm, prov, None), best_path)
+                row["seconds"] = round(time.perf_counter() - tic, 2)
+                log_rows.append(row)
+                self._write_log(log_rows)
+                state = {"epoch": epoch + 1, "step": step, "optimizer": opt.state_dict(),
+                         "scheduler": sched.state_dict(), "scaler": scaler.state_dict(), "best": best,
+                         "best_epoch": best_epoch, "log": log_rows, "config": to_plain(cfg),
+                         "world_size": self.dist.world_size}
+                prov = {**provenance, "epochs": epoch + 1, "best_epoch": best_epoch}
+                save_checkpoint(self._checkpoint(norm, prov, state), last_path)
+                if self.progress:
+                    msg = f"epoch {epoch + 1}/{t.epochs} loss {row['train_loss']:.4f}"
+                    if "val_dice_mean" in row:
+                        msg += " val dice " + " ".join(f"{r} {row[f'val_dice_{r}']:.3f}" for r in REGIONS)
+                    print(msg + f" ({row['seconds']:.1f}s)", flush=True)
+            best, best_epoch = distributed.broadcast((best, best_epoch))  # the other ranks wait for rank 0 here
             if stop_after is not None and epoch + 1 >= stop_after and epoch + 1 < t.epochs:
                 return TrainResult(self.out, best_path, last_path, self.out / "log.csv", best, best_epoch)
-        if not best_path.exists():  # no validation cases: the last weights are the best we know
+        if main and not best_path.exists():  # no validation cases: the last weights are the best we know
             prov = {**provenance, "epochs": t.epochs, "best_epoch": t.epochs, "val_dice": None}
             save_checkpoint(self._checkpoint(norm, prov, None), best_path)
             best_epoch = t.epochs
+        best, best_epoch = distributed.broadcast((best, best_epoch))
         return TrainResult(self.out, best_path, last_path, self.out / "log.csv", best, best_epoch)

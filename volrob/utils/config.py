@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -52,6 +52,64 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
             node = nxt
         node[parts[-1]] = value
     return out
+
+
+def _unwrap(tp: Any) -> Any:
+    """The non-None member of an ``X | None`` annotation (``tp`` itself otherwise)."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return args[0] if len(args) == 1 else tp
+    return tp
+
+
+def check_override_keys(cls: type, overrides: Sequence[str]) -> None:
+    """ConfigError naming the override when a ``--set`` key names no field of the dataclass ``cls`` (sections of
+    free-form mappings such as ``options`` or ``window`` accept any key; lists cannot be indexed)."""
+    for item in overrides:
+        key = item.partition("=")[0].strip()
+        if not key:
+            continue  # apply_overrides says what a well-formed override looks like
+        tp: Any = cls
+        for depth, part in enumerate(key.split(".")):
+            tp = _unwrap(tp)
+            if dataclasses.is_dataclass(tp):
+                hints = typing.get_type_hints(tp)
+                if part not in hints:
+                    where = ".".join(key.split(".")[:depth]) or "the top level"
+                    raise ConfigError(f"--set {item}: unknown key {part!r} in {where}; allowed: {sorted(hints)}")
+                tp = hints[part]
+            elif typing.get_origin(tp) in (list, tuple):
+                parent = ".".join(key.split(".")[:depth])
+                raise ConfigError(f"--set {item}: {parent} is a list; give the whole list, e.g. --set {parent}=[...]")
+            else:
+                break  # a mapping or a free-form value: any sub-key
+
+
+def load_config(cls: type[T], path: str | Path, overrides: Sequence[str] = (),
+                parse: Callable[[dict[str, Any]], T] | None = None) -> T:
+    """Read a YAML file, apply ``--set`` overrides and build ``cls`` (see :func:`build_with_overrides`); errors
+    are one line naming the override or the file."""
+    return build_with_overrides(cls, read_yaml(path), overrides, parse, path=path)
+
+
+def build_with_overrides(cls: type[T], data: dict[str, Any], overrides: Sequence[str] = (),
+                         parse: Callable[[dict[str, Any]], T] | None = None, *, path: str | Path | None = None) -> T:
+    """Apply ``--set`` overrides to ``data`` and build ``cls`` (with ``parse`` when given, else
+    :func:`build_dataclass`). An override's own problem names the override; any other names ``path`` (the file the
+    data came from) when there is one."""
+    check_override_keys(cls, overrides)
+    data = apply_overrides(data, overrides)
+    try:
+        return parse(data) if parse is not None else build_dataclass(cls, data)
+    except ConfigError as err:
+        text = str(err)
+        for item in overrides:
+            key = item.partition("=")[0].strip()
+            if text == key or any(text.startswith(key + sep) for sep in (":", " ", ".", "[")):
+                raise ConfigError(f"--set {item}: {text}") from None
+        if path is None:
+            raise
+        raise ConfigError(text, path=path) from None
 
 
 def _deepcopy(data: Any) -> Any:

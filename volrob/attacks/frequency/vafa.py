@@ -12,14 +12,14 @@ Defaults follow the paper and its reference settings: 20 steps, ``q_max=20``, ``
 at ``q_max``, unit signed steps (in 1/255 units), ``alpha_start=0.1``; 3D blocks 32³ (the paper's main
 setting), 2D blocks 8×8 (as in AdvDrop, which the 2D variant adapts); SSIM term weight 1 with a 3D Gaussian
 window. There is no voxel-space ε: the record says ``eps: None`` and gives the quantisation budget instead,
-plus the achieved L∞/L2 distance (``delta_linf``/``delta_l2``, 1/255 units) and SSIM. The attack is
+plus the achieved L∞/L2 distance (``linf_255``/``l2_255``, 1/255 units) and SSIM. The attack is
 deterministic (no randomness). Tables are optimised one sample at a time: the sign of near-zero gradients would
 otherwise depend on batched float arithmetic, so a sample's result is independent of the rest of its batch.
 
 Cost per step: ``DCT(255 x)`` and the clean image's SSIM statistics are computed once per sample; the map from
 ``q`` to ``x_adv`` is one autograd node with an analytic backward (:class:`_Compress`) and the SSIM term keeps no
-graph (:class:`~volrob.evaluation.ssim.SSIMReference`), so a step adds a few full-volume passes to the network's
-forward and backward, not a full-volume autograd graph.
+graph (:class:`~volrob.signal.ssim.SSIMReference`), so a step adds a few full-volume passes to the network's
+forward and backward, not a full-volume autograd graph. Progress: one unit per step of every sample.
 """
 
 from __future__ import annotations
@@ -31,15 +31,15 @@ from typing import Any, ClassVar
 
 import torch
 
-from volrob.attacks.base import Attack, AttackResult
-from volrob.attacks.frequency.dct import BACKENDS, block_dct, block_idct
+from volrob.attacks.base import Attack, AttackResult, RunContext, StepCounter, StepProgress
 from volrob.attacks.frequency.soft_round import _check_alpha, annealed_alpha, soft_round
-from volrob.attacks.loop import delta_norms, eval_mode
+from volrob.attacks.loop import delta_norms, eval_mode, output_mode_of
 from volrob.attacks.losses import LossFn, resolve_loss
 from volrob.attacks.registry import register_attack
 from volrob.attacks.threat import ThreatModel
 from volrob.errors import ConfigError
-from volrob.evaluation.ssim import SSIMReference
+from volrob.signal.dct import BACKENDS, block_dct, block_idct
+from volrob.signal.ssim import SSIMReference
 
 SCALE = 255.0
 
@@ -190,19 +190,26 @@ class _Vafa(Attack):
     def _per_sample_loss(self, loss_fn: LossFn, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return torch.stack([loss_fn(logits[i:i + 1], target[i:i + 1]) for i in range(logits.shape[0])])
 
-    def optimise(self, predictor: torch.nn.Module, x: torch.Tensor,
-                 target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+    def progress_total(self, batch: int) -> int:
+        """One unit per step of every sample."""
+        return self.steps * batch
+
+    def optimise(self, predictor: torch.nn.Module, x: torch.Tensor, target: torch.Tensor, *,
+                 progress: StepProgress | None = None) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
         """Run the attack; returns ``(x_adv, q_tables, record)``."""
         if x.ndim != 5 or not x.is_floating_point():
             raise ConfigError(f"vafa: input must be a float tensor (B, C, D, H, W), got {tuple(x.shape)}")
         if target.shape[0] != x.shape[0]:
             raise ConfigError(f"vafa: target batch {target.shape[0]} does not match input batch {x.shape[0]}")
         start = time.perf_counter()
-        loss_fn = resolve_loss(self.loss, getattr(predictor, "output_mode", "regions"))
+        mode = output_mode_of(predictor)
+        loss_fn = resolve_loss(self.loss, mode)
+        ctx = RunContext(threat=self.threat, mode=mode, counter=StepCounter(self.progress_total(x.shape[0]), progress),
+                         loss_fn=loss_fn)
         x = x.detach()
         target = target.detach()
         with eval_mode(predictor):  # like every attack: no dropout, no normalisation statistics updated
-            parts = [self._optimise_one(predictor, loss_fn, x[i:i + 1], target[i:i + 1]) for i in range(x.shape[0])]
+            parts = [self._optimise_one(ctx, predictor, x[i:i + 1], target[i:i + 1]) for i in range(x.shape[0])]
             x_adv = torch.cat([p[0] for p in parts])
             with torch.no_grad():
                 final = self._per_sample_loss(loss_fn, predictor(x_adv), target)
@@ -215,11 +222,13 @@ class _Vafa(Attack):
                   "q_mean": q.flatten(1).mean(dim=1).tolist(), "seconds": time.perf_counter() - start}
         return x_adv.detach(), q.detach(), record
 
-    def _optimise_one(self, predictor: torch.nn.Module, loss_fn: LossFn, x: torch.Tensor, target: torch.Tensor
+    def _optimise_one(self, ctx: RunContext, predictor: torch.nn.Module, x: torch.Tensor, target: torch.Tensor
                       ) -> tuple[torch.Tensor, torch.Tensor, list[float], list[float], torch.Tensor]:
         """Optimise the tables of one sample; returns its hard-rounded ``x_adv``, tables, per-step losses and
         objectives, and the SSIM of ``x_adv``."""
-        region = self.threat.region(x)
+        loss_fn = ctx.loss_fn
+        assert loss_fn is not None  # resolved by optimise
+        region = ctx.threat.region(x)
         z = block_dct(x * SCALE, self.block, self.dims, backend=self.backend)  # constant across steps
         reference = SSIMReference(x)
         q = torch.full_like(x, self.q_max)
@@ -237,11 +246,13 @@ class _Vafa(Attack):
             q = (q.detach() + self.step_size * grad.sign()).clamp(self.q_min, self.q_max)
             losses.append(float(seg.detach().mean()))
             objectives.append(float(objective.detach().mean()))
+            ctx.counter.advance()
         x_adv = self._compress(x, z, q, region, alpha=None, hard=True)
         return x_adv, q, losses, objectives, reference.value_and_grad(x_adv, need_grad=False)[0]
 
-    def run(self, predictor: torch.nn.Module, x: torch.Tensor, target: torch.Tensor) -> AttackResult:
-        x_adv, _, record = self.optimise(predictor, x, target)
+    def run(self, predictor: torch.nn.Module, x: torch.Tensor, target: torch.Tensor, *,
+            progress: StepProgress | None = None) -> AttackResult:
+        x_adv, _, record = self.optimise(predictor, x, target, progress=progress)
         return AttackResult(x_adv, record)
 
 
