@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The main job on embedded synthetic data: synthesise BraTS-like cases, train the default small UNet, evaluate it
-# on the held-out test cases and print the table. Everything goes into ${1:-runs/demo} (replaced on each run); the
-# evaluation writes $out/eval/results.csv (one row per case x region x metric, the score in column `clean`),
-# summary.csv (statistics per region and metric), run.json and the predicted label maps.
+# The single-model demo on embedded synthetic data (docs/demo.md): synthesise BraTS-like cases, train the default
+# small UNet, evaluate it on the held-out test cases and print the table. Everything goes into ${1:-runs/demo}
+# (replaced on each run); the evaluation writes $out/eval/results.csv (one row per case x region x metric, the
+# score in column `clean`), summary.csv (statistics per region and metric), run.json and the predicted label maps.
 set -euo pipefail
 out="${1:-runs/demo}"
 seed="${SEED:-0}"

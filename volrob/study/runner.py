@@ -55,7 +55,7 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, *, progress: bool = True,
         else:
             assert m.config is not None
             result.checkpoints[m.name] = train_stage(out, "train", m.name, m.config, m.set, manifest=manifest,
-                                                     study=cfg, log=say)
+                                                     study=cfg, log=say, progress=progress)
     trained = dict(result.checkpoints)
     common = {"manifest": manifest, "study": cfg, "log": say, "progress": progress}
     st, _ = engine_stage(out, "evaluate", "evaluate", cfg.evaluate, _models(trained, set()), **common)
@@ -74,7 +74,8 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, *, progress: bool = True,
         init = trained[d.source]
         sets = {**source.set, "train.init_from": str(init), "defence": d.defence, **d.set}
         result.checkpoints[d.name] = train_stage(out, "defend", d.name, source.config, sets, manifest=manifest,
-                                                 study=cfg, log=say, extra_key={"init_sha256": sha256_file(init)})
+                                                 study=cfg, log=say, progress=progress,
+                                                 extra_key={"init_sha256": sha256_file(init)})
         defended.add(d.name)
     if cfg.compare is not None:
         names = list(dict.fromkeys([d.source for d in cfg.defend] + [d.name for d in cfg.defend]))

@@ -93,7 +93,8 @@ def train_config(path: str, overrides: dict[str, Any], *, manifest: Path, seed: 
 
 
 def train_stage(out: Path, kind: str, name: str, cfg_path: str, overrides: dict[str, Any], *, manifest: Path,
-                study: StudyConfig, log: Callable[[str], None], extra_key: dict[str, Any] | None = None) -> Path:
+                study: StudyConfig, log: Callable[[str], None], progress: bool = False,
+                extra_key: dict[str, Any] | None = None) -> Path:
     """Train (or resume, or reuse) one model; returns its best checkpoint."""
     from volrob.training.trainer import Trainer
 
@@ -111,7 +112,7 @@ def train_stage(out: Path, kind: str, name: str, cfg_path: str, overrides: dict[
     log(f"{kind} {name}: {'resuming' if resume else 'training'} {cfg.model.name} for {cfg.train.epochs} epoch(s) "
         f"into {st.folder}")
     tic = time.perf_counter()
-    result = Trainer(cfg, progress=False, config_source=cfg_path, dist=distributed.env_info()).run(
+    result = Trainer(cfg, progress=progress, config_source=cfg_path, dist=distributed.env_info()).run(
         resume=resume, force=not resume)
     st.finish(time.perf_counter() - tic, best_val_dice=result.best_val_dice, best_epoch=result.best_epoch)
     distributed.barrier()
