@@ -36,9 +36,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def spawn(fn: Callable[..., None], world_size: int, *args: Any) -> None:
-    """``fn(info, *args)`` on ``world_size`` fresh processes in one gloo process group."""
-    mp.spawn(_entry, args=(world_size, free_port(), fn, args), nprocs=world_size, join=True)
+def spawn(fn: Callable[..., None], world_size: int, *args: Any, attempts: int = 3) -> None:
+    """``fn(info, *args)`` on ``world_size`` fresh processes in one gloo process group. The group meets on a port
+    that was free a moment before; when another process takes it first, a rank dies while joining, and the group
+    is started again on another port (``fn`` must not depend on an earlier attempt)."""
+    for attempt in range(attempts):
+        try:
+            mp.spawn(_entry, args=(world_size, free_port(), fn, args), nprocs=world_size, join=True)
+            return
+        except mp.ProcessExitedException:  # killed by a signal (a failed join), not an error raised by fn
+            if attempt == attempts - 1:
+                raise
 
 
 def _entry(rank: int, world_size: int, port: int, fn: Callable[..., None], args: tuple[Any, ...]) -> None:
