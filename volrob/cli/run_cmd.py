@@ -38,7 +38,7 @@ def _show(folder: Path, name: str) -> pd.DataFrame | None:
 def run(args: argparse.Namespace) -> int:
     from volrob import distributed
     from volrob.cli.runner import set_threads
-    from volrob.cli.text_tables import cell_lines
+    from volrob.cli.text_tables import cell_lines, matrix_text
     from volrob.study.config import load_study
     from volrob.study.runner import run_study
 
@@ -48,8 +48,8 @@ def run(args: argparse.Namespace) -> int:
     if not distributed.env_info().is_main:
         return 0
     print(f"\nstudy {cfg.name!r} finished in {result.seconds:.0f} s; index {result.out_dir / 'study.json'}")
-    print("(synthetic phantoms: these numbers describe models trained on synthetic data, not real glioma scans)"
-          if cfg.data.synth is not None else "")
+    if cfg.data.synth is not None:
+        print("(synthetic phantoms: these numbers describe models trained on synthetic data, not real glioma scans)")
     evaluate = _show(result.stages["evaluate"], "summary.csv")
     if evaluate is not None and not evaluate.empty:
         wt = evaluate[(evaluate["region"] == "WT") & (evaluate["metric"] == "dice")]
@@ -59,6 +59,10 @@ def run(args: argparse.Namespace) -> int:
         if summary is not None:
             print(f"{stage} (WT Dice clean -> adversarial):")
             print(cell_lines(summary, "WT"))
+    matrices = _show(result.stages["transfer"], "matrices.csv") if "transfer" in result.stages else None
+    if matrices is not None:
+        names = list(dict.fromkeys(matrices["source"]))
+        print("transfer:\n" + matrix_text(matrices, names, list(dict.fromkeys(matrices["model"]))))
     for stage, folder in result.stages.items():
         print(f"  {stage:<9} {folder}")
     return 0

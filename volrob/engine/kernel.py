@@ -18,7 +18,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import time
@@ -293,11 +292,3 @@ def _guarded(compute: Callable[[], dict[str, Any]], params: dict[str, Any]) -> d
             torch.cuda.empty_cache()
         return failed(params, f"out of memory: {str(err).splitlines()[0][:200]}")
 
-
-def read_run(out_dir: str | Path) -> dict[str, Any]:
-    """The ``run.json`` of a run folder."""
-    path = Path(out_dir) / "run.json"
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        raise DataError("no readable run.json (not a volrob run folder?)", path=path) from None
