@@ -41,7 +41,7 @@ from volrob.engine.attack_spec import AttackSpec, check_attack
 from volrob.engine.cases import CaseSource
 from volrob.engine.cells import Cell
 from volrob.engine.config import RunConfig, load_run_config
-from volrob.engine.kernel import RunResult, run_experiment
+from volrob.engine.kernel import RunResult, run_complete
 from volrob.engine.seeds import case_seed
 from volrob.errors import ConfigError, DataError, VolrobError
 from volrob.evaluation.calibrate import sigma_for_ssim
@@ -60,13 +60,7 @@ def echo_for(quiet: bool) -> Callable[[str], None]:
 
 def run_grid(cfg: RunConfig, out: str | Path, *, quiet: bool) -> RunResult:
     """Run (or resume) ``cfg`` white-box into ``out``; DataError when any unit failed (a rerun retries it)."""
-    res = run_experiment(cfg, out, command=COMMAND, progress=not quiet, echo=echo_for(quiet))
-    assert res.tables is not None and res.outputs is not None  # one process: rank 0
-    if not res.tables.failures.empty:
-        first = res.tables.failures.iloc[0]
-        raise DataError(f"{len(res.tables.failures)} unit(s) failed (failures.csv; a rerun retries them), first "
-                        f"{first['unit']}: {first['reason']}", path=out)
-    return res
+    return run_complete(cfg, out, command=COMMAND, progress=not quiet, echo=echo_for(quiet))
 
 
 def clean_volumes(cfg: RunConfig, res: RunResult, model: str) -> tuple[list[torch.Tensor], list[int]]:
@@ -167,7 +161,9 @@ def _budget(cell: Cell) -> str:
 
 
 def table_rows(results: pd.DataFrame, summary: pd.DataFrame, cells: Sequence[Cell]) -> list[dict[str, Any]]:
-    """One row per cell: Dice per region clean and adversarial, relative WT drop, WT HD95, SSIM, L∞, seconds."""
+    """One row per cell: Dice per region clean and adversarial, relative WT drop, WT HD95 (the official BraTS
+    definition, hd95_brats, when the run has it; else MONAI's hd95), SSIM, L∞, seconds."""
+    hd = "hd95_brats" if (summary["metric"] == "hd95_brats").any() else "hd95"
     rows = []
     for c in cells:
         rows.append({
@@ -176,7 +172,7 @@ def table_rows(results: pd.DataFrame, summary: pd.DataFrame, cells: Sequence[Cel
             **{f"{r}_dice": summary_value(summary, c.id, r, "dice", "adversarial_mean") for r in REGIONS},
             **{f"clean_{r}_dice": summary_value(summary, c.id, r, "dice", "clean_mean") for r in REGIONS},
             "WT_rel_drop": summary_value(summary, c.id, "WT", "dice", "rel_degradation"),
-            "WT_hd95": summary_value(summary, c.id, "WT", "hd95", "adversarial_mean"),
+            "WT_hd95": summary_value(summary, c.id, "WT", hd, "adversarial_mean"),
             "ssim": float(per_case(results, c.id, "ssim").mean()),
             "linf_255": float(per_case(results, c.id, "linf_255").max()),
             "seconds_per_case": float(per_case(results, c.id, "seconds").mean()),

@@ -144,3 +144,20 @@ def test_argument_errors_and_help(capsys) -> None:
     with pytest.raises(SystemExit):
         cli.main(["manifest", "build", "--help"])
     assert "never overwritten unless --force" in " ".join(capsys.readouterr().out.split())
+
+
+def test_check_warns_about_an_empty_label_map(capsys, dataset: Path, tmp_path: Path) -> None:
+    """An empty label is readable and valid, so the case passes (exit 0), but the check names it as a warning."""
+    out = tmp_path / "m.json"
+    _build(capsys, dataset, out)
+    seg = dataset / "BraTS2021_00002" / "BraTS2021_00002_seg.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((8, 9, 7), np.uint8), AFFINE), str(seg))
+    code, stdout, stderr = _run(capsys, "manifest", "check", str(out))
+    assert (code, stderr) == (0, "")
+    lines = stdout.splitlines()
+    warned = next(ln for ln in lines if "BraTS2021_00002" in ln)
+    assert warned.split()[0] == "WARN"
+    assert f"warning: {seg}: label map is empty (no tumour)" in warned
+    assert [ln.split()[0] for ln in lines[:3]].count("OK") == 2
+    assert lines[-1] == ("3 case(s) checked: 3 OK, 0 with problems (0 problem(s)); 1 with warnings "
+                         "(BraTS2021_00002)")

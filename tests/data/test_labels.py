@@ -42,7 +42,7 @@ def test_unknown_label_value() -> None:
 def test_unknown_convention() -> None:
     with pytest.raises(ConfigError, match="unknown label convention"):
         get_convention("brats2099")
-    assert sorted(CONVENTIONS) == ["brats2021", "brats2023", "msd"]
+    assert sorted(CONVENTIONS) == ["brats2021", "brats2023", "brats2024", "msd"]
 
 
 def test_regions_round_trip_numpy_and_torch() -> None:

@@ -85,3 +85,31 @@ def test_channel_stats_against_numpy() -> None:
     np.testing.assert_allclose(std, vals.std(1), rtol=1e-5)
     with pytest.raises(ConfigError):
         channel_stats([])
+
+
+def test_linear_scaling_keeps_voxel_order_and_is_affine() -> None:
+    """``linear`` (for networks that z-score their own input): a division by the brain maximum, no clipping, the
+    file's voxel order kept and the non-zero crop exact (margin 0)."""
+    img, lab, aff = make_case(3)
+    img[1, 10, 10, 10] = 5000.0  # an outlier the percentile scaling would clip
+    cfg = PreprocessConfig(orientation=None, spacing=None, crop_margin=0, scaling="linear")
+    p = preprocess(img, lab, aff, cfg)
+    x = p.image.as_tensor().numpy()
+    np.testing.assert_allclose(p.image.affine.numpy()[:3, :3], aff[:3, :3])  # no reorientation
+    box = img[:, 6:34, 8:38, 4:26]
+    assert x.shape == box.shape
+    np.testing.assert_allclose(x, box / box.reshape(4, -1).max(1)[:, None, None, None], rtol=1e-6)
+    assert cfg.to_dict()["scaling"] == "linear" and PreprocessConfig.from_dict(cfg.to_dict()) == cfg
+    assert "scaling" not in PreprocessConfig().to_dict()  # the default leaves older records unchanged
+    with pytest.raises(ConfigError, match="scaling"):
+        PreprocessConfig(scaling="zscore")
+
+
+def test_linear_scaling_shifts_negative_channels() -> None:
+    img, _, aff = make_case(4)
+    img[2, 6:34, 8:38, 4:26] -= 300.0  # a channel with negative intensities
+    cfg = PreprocessConfig(orientation=None, spacing=None, crop_margin=0, scaling="linear")
+    x = preprocess(img, None, aff, cfg).image.as_tensor().numpy()
+    ch = img[2, 6:34, 8:38, 4:26]
+    np.testing.assert_allclose(x[2], (ch - ch.min()) / (ch.max() - ch.min()), rtol=1e-5, atol=1e-6)
+    assert x.min() >= 0 and x.max() <= 1

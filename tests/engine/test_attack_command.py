@@ -76,14 +76,14 @@ def test_result_rows(pgd_run: Path, synth_manifest: Path) -> None:
     assert list(df.columns) == RESULT_COLUMNS
     val = load_manifest(synth_manifest).split("val")
     assert len(df) == len(val) * 9 and df[["clean", "adversarial"]].notna().all().all()
-    assert set(df["region"]) == {"TC", "WT", "ET"} and set(df["metric"]) == {"dice", "hd95", "nsd"}
+    assert set(df["region"]) == {"TC", "WT", "ET"} and set(df["metric"]) == {"dice", "hd95_brats", "nsd"}  # brats2021
     assert (df["linf_255"] <= 8 + 1e-3).all() and (df["linf_255"] > 0).all() and (df["eps"] == 8).all()
     assert df["ssim"].between(0, 1).all() and json.loads(df["threat"].iloc[0])["eps"] == 8
     assert json.loads(df["params"].iloc[0])["steps"] == 2 and df["white_box"].all()
     assert (df["model"] == df["source"]).all() and (df["model_sha256"] == df["source_sha256"]).all()
     assert (df["seed"] == df["case"].map(lambda c: case_seed(0, c))).all()
     for metric, g in df.groupby("metric"):
-        drop = g["clean"] - g["adversarial"] if metric != "hd95" else g["adversarial"] - g["clean"]
+        drop = g["clean"] - g["adversarial"] if metric != "hd95_brats" else g["adversarial"] - g["clean"]
         np.testing.assert_allclose(g["degradation"], drop)
     summary = pd.read_csv(pgd_run / "summary.csv")
     assert set(summary["region"]) == {"TC", "WT", "ET"} and (summary["n"] == len(val)).all()

@@ -30,14 +30,16 @@ def test_outputs(tiny_checkpoint: Path, synth_manifest: Path, tmp_path: Path) ->
     df = pd.read_csv(tmp_path / "ev" / "results.csv")
     assert list(df.columns) == CLEAN_COLUMNS
     assert sorted(df["case"].unique()) == test_ids and len(df) == len(test_ids) * 3 * 3
-    assert set(df["region"]) == {"TC", "WT", "ET"} and set(df["metric"]) == {"dice", "hd95", "nsd"}
-    assert df.loc[df.metric != "hd95", "clean"].between(0, 1).all()
-    assert (df.loc[df.metric == "hd95", "clean"] >= 0).all()
+    # brats2021 data: the official BraTS definitions by default (docs/scoring.md)
+    assert set(df["region"]) == {"TC", "WT", "ET"} and set(df["metric"]) == {"dice", "hd95_brats", "nsd"}
+    assert df.loc[df.metric != "hd95_brats", "clean"].between(0, 1).all()
+    assert (df.loc[df.metric == "hd95_brats", "clean"] >= 0).all()
     summary = pd.read_csv(tmp_path / "ev" / "summary.csv")
     assert summary["n"].eq(len(test_ids)).all() and set(summary["model"]) == {"unet"}
     run = json.loads((tmp_path / "ev" / "run.json").read_text())
     assert run["command"] == "evaluate" and run["config"]["split"] == "test"
     assert run["config"]["empty_policy"] == "brats" and len(run["models"]["unet"]["sha256"]) == 64
+    assert run["scoring"]["metrics"] == ["dice", "hd95_brats", "nsd"] and run["scoring"]["challenge"] is None
     for cid in test_ids:
         case = next(c for c in man.cases if c.id == cid)
         src = nib.load(man.resolve(case.label))

@@ -26,11 +26,14 @@ from volrob.cli.query_cmd import checkpoints_with_budget
 from volrob.engine import scoring
 from volrob.engine.cases import CaseSource
 from volrob.engine.cells import Cell
-from volrob.engine.models import ModelSource
 from volrob.engine.scoring import score_on_source
 from volrob.engine.seeds import case_seed
 from volrob.engine.tables import QUERY_COLUMNS, RESULT_COLUMNS, TIME_COLUMNS
+from volrob.evaluation.metric_set import resolve_metric_set
 from volrob.inference.predictor import Predictor
+from volrob.sources import ModelSource
+
+RUN_METRICS = resolve_metric_set("brats2021")  # the synthetic data's default: dice, hd95_brats, nsd
 
 QUERIES, CHECKPOINTS, EPS = 6, [2, 4], 8.0
 COUNTS = [0, *CHECKPOINTS, QUERIES]
@@ -171,7 +174,7 @@ def test_rows_are_the_inputs_held_by_shorter_runs(run: Run, tiny_checkpoint: Pat
                 atk = attacks.create("square3d", eps=EPS, queries=q, schedule_queries=QUERIES, p_init=0.05,
                                      seed=case_seed(0, case))
                 x_adv = atk(predictor, p.x, p.target(predictor.output_mode)).x_adv
-            rows = score_on_source(predictor, x_adv, p.pre, p.gt, p.data.spacing, cpu)
+            rows = score_on_source(predictor, x_adv, p.pre, p.gt, p.data.spacing, cpu, metric_set=RUN_METRICS)
             scores[q] = {(r["region"], r["metric"]): r["value"] for r in rows}
             linf[q] = float((x_adv - p.x).abs().max()) * 255
         for (region, metric), value in scores[QUERIES].items():

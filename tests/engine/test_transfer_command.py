@@ -22,11 +22,14 @@ import yaml
 from volrob.cli.main import main
 from volrob.engine.cases import CaseSource
 from volrob.engine.cells import Cell
-from volrob.engine.models import ModelSource
 from volrob.engine.scoring import score_on_source
 from volrob.engine.seeds import case_seed
 from volrob.engine.tables import BAND_COLUMNS, RESULT_COLUMNS, TIME_COLUMNS
+from volrob.evaluation.metric_set import resolve_metric_set
 from volrob.evaluation.transfer_matrix import MATRIX_COLUMNS
+from volrob.sources import ModelSource
+
+RUN_METRICS = resolve_metric_set("brats2021")  # the synthetic data's default: dice, hd95_brats, nsd
 
 ATTACKS = [{"attack": "fgsm", "eps": [8]}, {"attack": "gaussian_noise", "eps": [8]}]
 
@@ -138,12 +141,12 @@ def test_the_clean_column_is_the_targets_own_clean_score(matrix: Matrix, second_
     p = CaseSource(synth_manifest, "train", m2.modalities).prepare(case, m2.preprocessing)
     cpu = torch.device("cpu")
     want = {(r["region"], r["metric"]): r["value"]
-            for r in score_on_source(m2.predictor, p.x, p.pre, p.gt, p.data.spacing, cpu)}
+            for r in score_on_source(m2.predictor, p.x, p.pre, p.gt, p.data.spacing, cpu, metric_set=RUN_METRICS)}
     cell = next(c for c in rows["cell"].unique() if c.startswith("m1__fgsm"))
     with np.load(matrix.out / "units" / cell / f"{case}.npz") as z:
         delta = torch.from_numpy(np.array(z["delta"]))
     adv = {(r["region"], r["metric"]): r["value"] for r in score_on_source(
-        m2.predictor, (p.x + delta).clamp(0, 1), p.pre, p.gt, p.data.spacing, cpu)}
+        m2.predictor, (p.x + delta).clamp(0, 1), p.pre, p.gt, p.data.spacing, cpu, metric_set=RUN_METRICS)}
     got = rows[(rows.model == "m2") & (rows.case == case) & (rows.cell == cell)]
     for r in got.itertuples():
         assert r.clean == pytest.approx(want[(r.region, r.metric)], abs=1e-9)

@@ -28,9 +28,12 @@ from volrob.data.manifest import load_manifest
 from volrob.data.preprocess import PreprocessConfig
 from volrob.engine import universal as universal_mod
 from volrob.engine.cases import CaseSource
-from volrob.engine.models import ModelSource
 from volrob.engine.scoring import score_on_source
 from volrob.engine.tables import RESULT_COLUMNS, TIME_COLUMNS
+from volrob.evaluation.metric_set import resolve_metric_set
+from volrob.sources import ModelSource
+
+RUN_METRICS = resolve_metric_set("brats2021")  # the synthetic data's default: dice, hd95_brats, nsd
 
 EPS = 8.0
 
@@ -129,7 +132,8 @@ def test_the_universal_rows_tile_the_learned_delta(experiment: Experiment, secon
     p = CaseSource(synth_manifest, "test", jit.modalities).prepare(case, jit.preprocessing)
     x_adv = apply_universal(p.x, _delta(experiment.out), ThreatModel(eps=EPS))
     want = {(r["region"], r["metric"]): r["value"]
-            for r in score_on_source(jit.predictor, x_adv, p.pre, p.gt, p.data.spacing, torch.device("cpu"))}
+            for r in score_on_source(jit.predictor, x_adv, p.pre, p.gt, p.data.spacing, torch.device("cpu"),
+                                     metric_set=RUN_METRICS)}
     got = df[(df.attack == "universal") & (df.model == "jit") & (df.case == case)]
     assert len(got) == 9
     for r in got.itertuples():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from volrob.cli.options import add_run_options, key_value, numbers, roi_size
+from volrob.cli.options import add_run_options, folds, key_value, numbers, roi_size
 from volrob.evaluation.empty_policy import POLICIES
 
 
@@ -12,8 +12,9 @@ def add_model_options(p: argparse.ArgumentParser, *, required: bool) -> None:
     """``--checkpoint`` or ``--model`` (with its external-model options), and ``--name``."""
     src = p.add_mutually_exclusive_group(required=required)
     src.add_argument("--checkpoint", help="checkpoint written by volrob train")
-    src.add_argument("--model", metavar="PKG.MODULE:FACTORY",
-                     help="any segmenter: a callable returning a torch.nn.Module, e.g. monai.networks.nets:UNet")
+    src.add_argument("--model", metavar="PKG.MODULE:FACTORY|nnunet:FOLDER|bundle:FOLDER",
+                     help="any segmenter: a callable returning a torch.nn.Module (e.g. monai.networks.nets:UNet), "
+                          "an nnU-Net v2 trained model folder (nnunet:FOLDER) or a MONAI bundle (bundle:FOLDER)")
     p.add_argument("--name", help="the model's label in the tables (default: the checkpoint's model name, or the "
                                   "factory's name)")
     ext = p.add_argument_group("external model (with --model)")
@@ -24,6 +25,13 @@ def add_model_options(p: argparse.ArgumentParser, *, required: bool) -> None:
                      help="regions: 3 sigmoid channels TC/WT/ET; labels: softmax over background/NCR/ED/ET")
     ext.add_argument("--mean", type=numbers, help="per-channel mean the network expects on [0, 1] inputs")
     ext.add_argument("--std", type=numbers, help="per-channel std the network expects on [0, 1] inputs")
+    folder = p.add_argument_group("model folders (with --model nnunet:FOLDER or bundle:FOLDER)")
+    folder.add_argument("--folds", type=folds, help="nnU-Net folds to average, e.g. 0,1,2,3,4 or all (default: every "
+                                                    "fold_k folder present)")
+    folder.add_argument("--checkpoint-name", help="nnU-Net checkpoint file in each fold (default checkpoint_final.pth)")
+    folder.add_argument("--trust-bundle", action="store_true",
+                        help="allow a MONAI bundle's config to run code ($ expressions, targets outside "
+                             "monai.networks.nets); only for bundles you trust")
 
 
 def add_window_options(p: argparse.ArgumentParser) -> None:
@@ -57,7 +65,8 @@ def refuse_flags_with_config(args: argparse.Namespace) -> None:
     """A config file says everything: data and model flags beside it are an error, not silently ignored."""
     from volrob.errors import ConfigError
 
-    given = [f"--{k.replace('_', '-')}" for k in ("manifest", "checkpoint", "model", "weights", "roi", "overlap")
+    given = [f"--{k.replace('_', '-')}" for k in ("manifest", "checkpoint", "model", "weights", "roi", "overlap",
+                                                  "folds", "checkpoint_name", "trust_bundle")
              if getattr(args, k, None)]
     if given:
         raise ConfigError(f"{' '.join(given)} cannot be combined with a config file; set those in the file or with "

@@ -80,14 +80,49 @@ def add_run_options(p: argparse.ArgumentParser, *, config: bool) -> None:
     p.add_argument("--force", action="store_true",
                    help="start over: replace what an earlier run wrote in OUTDIR (a rerun without it resumes)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    add_metric_options(p)
+
+
+def metric_names(text: str) -> list[str]:
+    """Comma-separated metric names (``dice,hd95_brats,nsd``); the config checks them (one-line errors)."""
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def add_metric_options(p: argparse.ArgumentParser) -> None:
+    """``--metrics`` and ``--challenge``: the metric set of every row (docs/scoring.md)."""
+    from volrob.evaluation.challenges import CHALLENGES
+    from volrob.evaluation.metric_set import METRICS
+
+    p.add_argument("--metrics", type=metric_names, metavar="M,M",
+                   help=f"metrics of every row, from {', '.join(METRICS)} (default: by the data's label convention: "
+                        "BraTS data dice,hd95_brats,nsd plus lesion_dice,lesion_hd95 for brats2023/brats2024; other "
+                        "data dice,hd95,nsd)")
+    p.add_argument("--challenge", choices=list(CHALLENGES),
+                   help="BraTS challenge whose lesion-wise parameters and miss penalty apply (default: gli for "
+                        "brats2023 data, gli2024 for brats2024)")
 
 
 def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """Config keys given as flags by :func:`add_run_options`."""
-    return {k: v for k, v in (("max_cases", args.max_cases), ("cases", args.cases), ("device", args.device))
+    return {k: v for k, v in (("max_cases", args.max_cases), ("cases", args.cases), ("device", args.device),
+                              ("metrics", getattr(args, "metrics", None)),
+                              ("lesionwise", getattr(args, "challenge", None)))
             if v is not None}
 
 
 def as_overrides(values: dict[str, Any]) -> list[str]:
     """``--set`` strings for a mapping of top-level keys (values as YAML flow)."""
     return [f"{k}={yaml.safe_dump(v, default_flow_style=True).strip()}" for k, v in values.items()]
+
+
+def folds(text: str) -> list[int] | str:
+    """``--folds``: comma-separated fold numbers (``0,1,2``) or ``all``."""
+    if text.strip() == "all":
+        return "all"
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected fold numbers like 0,1,2 or 'all', got {text!r}") from None
+    if not values or min(values) < 0 or len(set(values)) != len(values):
+        raise argparse.ArgumentTypeError(f"expected distinct fold numbers >= 0, got {text!r}")
+    return values

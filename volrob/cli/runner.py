@@ -4,6 +4,7 @@ code. Each command module only maps its flags to a config and prints its tables.
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from volrob.cli.options import as_overrides, run_overrides
 from volrob.engine.config import RunConfig, load_run_config, parse_run_config
 from volrob.engine.kernel import ExtraCells, RunResult, run_experiment
 from volrob.errors import ConfigError
+from volrob.sources import source_options, source_scheme
 from volrob.utils.config import build_with_overrides
 
 
@@ -36,10 +38,20 @@ def config_from_flags(raw: dict[str, Any], args: argparse.Namespace) -> RunConfi
 
 def model_entry(args: argparse.Namespace) -> dict[str, Any]:
     """The ``models`` entry of ``--checkpoint`` or ``--model`` (external factory) flags."""
+    options = folder_options(args)
     if getattr(args, "checkpoint", None):
         if getattr(args, "weights", None) or getattr(args, "model_args", None):
             raise ConfigError("--weights and --model-arg go with --model, not with --checkpoint")
+        if options:
+            raise ConfigError("--folds, --checkpoint-name and --trust-bundle go with --model nnunet:FOLDER or "
+                              "bundle:FOLDER, not with --checkpoint")
         return {"name": args.name or _checkpoint_label(args.checkpoint), "checkpoint": args.checkpoint}
+    found = source_scheme(args.model)
+    if found is not None:
+        return _folder_entry(args, found, options)
+    if options:
+        raise ConfigError(f"--folds, --checkpoint-name and --trust-bundle go with --model nnunet:FOLDER or "
+                          f"bundle:FOLDER, not with --model {args.model}")
     entry: dict[str, Any] = {"name": args.name or args.model.rpartition(":")[2].replace(".", "_"),
                              "model": args.model, "model_args": dict(args.model_args),
                              "output_mode": args.output_mode}
@@ -48,6 +60,44 @@ def model_entry(args: argparse.Namespace) -> dict[str, Any]:
         if value is not None:
             entry[key] = value
     return entry
+
+
+def folder_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The model-folder options given as flags (``--folds``, ``--checkpoint-name``, ``--trust-bundle``)."""
+    out: dict[str, Any] = {}
+    if getattr(args, "folds", None) is not None:
+        out["folds"] = args.folds
+    if getattr(args, "checkpoint_name", None):
+        out["checkpoint_name"] = args.checkpoint_name
+    if getattr(args, "trust_bundle", False):
+        out["trust"] = True
+    return out
+
+
+def _folder_entry(args: argparse.Namespace, found: tuple[str, str], options: dict[str, Any]) -> dict[str, Any]:
+    """The ``models`` entry of ``--model nnunet:FOLDER`` / ``bundle:FOLDER`` with its flags."""
+    scheme, location = found
+    given = [flag for flag, value in (("--weights", args.weights), ("--model-arg", args.model_args),
+                                      ("--mean", args.mean), ("--std", args.std),
+                                      ("--output-mode", args.output_mode != "regions")) if value]
+    if given:
+        raise ConfigError(f"{' '.join(given)}: a {scheme} model brings its own weights, normalisation and outputs")
+    accepted = source_options(scheme)
+    wrong = [k for k in options if k not in accepted]
+    if wrong:
+        flags = {"folds": "--folds", "checkpoint_name": "--checkpoint-name", "trust": "--trust-bundle"}
+        raise ConfigError(f"{' '.join(flags[k] for k in wrong)} do(es) not apply to {scheme} models")
+    name = args.name or f"{scheme}_{Path(location.rstrip('/')).name or scheme}"
+    entry: dict[str, Any] = {"name": _label(name), "model": args.model, "options": options}
+    if getattr(args, "roi", None) is not None:
+        entry["roi_size"] = args.roi
+    return entry
+
+
+def _label(text: str) -> str:
+    """``text`` as a model label (letters, digits, '_', '.', '-')."""
+    out = re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "model"
+    return re.sub(r"_{2,}", "_", out)
 
 
 def _checkpoint_label(path: str) -> str:

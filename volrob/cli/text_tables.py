@@ -17,12 +17,14 @@ def run_line(result: RunResult) -> str:
 
 
 def attack_summary(summary: pd.DataFrame, model: str | None = None) -> str:
-    """Per region: Dice and HD95 clean → adversarial, relative Dice drop, paired Wilcoxon p (one cell)."""
+    """Per region: Dice and HD95 clean → adversarial, relative Dice drop, paired Wilcoxon p (one cell). HD95 is the
+    official BraTS definition (``hd95_brats``) when the run has it, else MONAI's ``hd95``."""
     rows = summary if model is None else summary[summary["model"] == model]
-    lines = [f"{'region':<6}  {'dice clean → adv':<18}  {'rel drop':>8}  {'p':>7}  {'hd95 clean → adv (mm)':<22}"]
+    hd = "hd95_brats" if (rows["metric"] == "hd95_brats").any() else "hd95"
+    lines = [f"{'region':<6}  {'dice clean → adv':<18}  {'rel drop':>8}  {'p':>7}  {hd + ' clean → adv (mm)':<22}"]
     for region in REGIONS:
         d = rows[(rows.region == region) & (rows.metric == "dice")]
-        h = rows[(rows.region == region) & (rows.metric == "hd95")]
+        h = rows[(rows.region == region) & (rows.metric == hd)]
         if d.empty or h.empty:
             continue
         d, h = d.iloc[0], h.iloc[0]

@@ -22,7 +22,9 @@ AFFINE_ATOL = 1e-4
 
 @dataclass
 class CaseData:
-    """One case ready for a model: ``image`` ``(C, i, j, k)`` float32 in manifest modality order, canonical label."""
+    """One case ready for a model: ``image`` ``(C, i, j, k)`` float32 in manifest modality order, canonical label,
+    and the label in the file's own values (``raw_label``, uint8: what the convention's scoring regions are read
+    from, e.g. BraTS 2024's resection cavity, which is background in the canonical label)."""
 
     id: str
     image: np.ndarray
@@ -30,6 +32,7 @@ class CaseData:
     affine: np.ndarray
     spacing: tuple[float, float, float]
     paths: dict[str, Path]
+    raw_label: np.ndarray | None = None
 
 
 def _fmt(values: tuple[float, ...]) -> str:
@@ -91,7 +94,7 @@ def inspect_case(
             problem = _geometry_problem(m, volumes[m], ref_name, volumes[ref_name], paths[m])
             if problem is not None:
                 problems.append(problem)
-    label = None
+    label = raw_label = None
     if case.label is not None:
         try:
             label_vol = read_label(paths["label"], backend=backend)
@@ -109,13 +112,14 @@ def inspect_case(
                                           f"{convention.name!r} {convention.allowed}", path=paths["label"]))
             elif keep:
                 label = convention.to_canonical(label_vol.array)
+                raw_label = np.asarray(label_vol.array).astype(np.uint8)
     if verify_hashes:
         problems.extend(_hash_problems(manifest, case, paths))
     if problems or not keep or ref_name is None:
         return None, problems
     ref = volumes[ref_name]
     image = np.stack([volumes[m].array for m in manifest.modalities]).astype(np.float32, copy=False)
-    return CaseData(case.id, image, label, ref.affine, ref.spacing, paths), problems
+    return CaseData(case.id, image, label, ref.affine, ref.spacing, paths, raw_label), problems
 
 
 def find_case(manifest: Manifest, case_id: str) -> Case:

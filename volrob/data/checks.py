@@ -10,8 +10,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from volrob.data.cases import inspect_case
-from volrob.data.manifest import Manifest
+from volrob.data.manifest import Case, Manifest
+from volrob.data.readers import read_label
+
+EMPTY_LABEL = "label map is empty (no tumour): its scores follow the empty policy (docs/metrics.md)"
 
 
 @dataclass
@@ -21,6 +26,7 @@ class CaseVerdict:
     case_id: str
     split: str
     problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -31,7 +37,18 @@ def iter_verdicts(manifest: Manifest, *, verify_hashes: bool = True, backend: st
     """Check the cases one at a time (for progress output on large datasets)."""
     for case in manifest.cases:
         _, problems = inspect_case(manifest, case, backend=backend, verify_hashes=verify_hashes, keep=False)
-        yield CaseVerdict(case.id, case.split, [str(p) for p in problems])
+        warnings = [] if problems else label_warnings(manifest, case, backend=backend)
+        yield CaseVerdict(case.id, case.split, [str(p) for p in problems], warnings)
+
+
+def label_warnings(manifest: Manifest, case: Case, *, backend: str = "nibabel") -> list[str]:
+    """Warnings about a readable case's label: an empty label map, named with its file."""
+    if case.label is None:
+        return []
+    path = manifest.resolve(case.label)
+    if np.any(np.asarray(read_label(path, backend=backend).array)):
+        return []
+    return [f"{path}: {EMPTY_LABEL}"]
 
 
 def check_manifest(manifest: Manifest, *, verify_hashes: bool = True, backend: str = "nibabel") -> list[CaseVerdict]:
@@ -41,11 +58,13 @@ def check_manifest(manifest: Manifest, *, verify_hashes: bool = True, backend: s
 
 def format_verdict(verdict: CaseVerdict, id_width: int = 0) -> str:
     """One case as table rows: status, id, split, then its problems (one per line, aligned)."""
-    head = f"{'OK' if verdict.ok else 'FAIL':<6} {verdict.case_id:<{id_width}}  {verdict.split:<10}"
-    if verdict.ok:
+    status = "FAIL" if not verdict.ok else "WARN" if verdict.warnings else "OK"
+    head = f"{status:<6} {verdict.case_id:<{id_width}}  {verdict.split:<10}"
+    lines = verdict.problems or [f"warning: {w}" for w in verdict.warnings]
+    if not lines:
         return head.rstrip()
     pad = " " * len(head)
-    return "\n".join(f"{head if i == 0 else pad}  {p}" for i, p in enumerate(verdict.problems))
+    return "\n".join(f"{head if i == 0 else pad}  {p}" for i, p in enumerate(lines))
 
 
 def summarize(verdicts: Iterable[CaseVerdict]) -> str:
@@ -53,8 +72,11 @@ def summarize(verdicts: Iterable[CaseVerdict]) -> str:
     verdicts = list(verdicts)
     failed = [v for v in verdicts if not v.ok]
     n_problems = sum(len(v.problems) for v in failed)
+    warned = [v for v in verdicts if v.ok and v.warnings]
+    tail = f"; {len(warned)} with warnings ({', '.join(v.case_id for v in warned[:5])}" \
+           f"{', ...' if len(warned) > 5 else ''})" if warned else ""
     return (f"{len(verdicts)} case(s) checked: {len(verdicts) - len(failed)} OK, {len(failed)} with problems"
-            f" ({n_problems} problem(s))")
+            f" ({n_problems} problem(s)){tail}")
 
 
 def format_verdicts(verdicts: Iterable[CaseVerdict]) -> str:

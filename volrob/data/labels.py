@@ -1,13 +1,18 @@
-"""Label conventions as configuration, and their mapping to the evaluation regions TC / WT / ET.
+"""Label conventions as configuration, their mapping to volrob's canonical classes, and their scoring regions.
 
-Every convention is translated to one *canonical* class index used inside volrob:
+Every convention is translated to one *canonical* class index used inside volrob (models predict these):
 ``0`` background, ``1`` NCR (necrotic / non-enhancing core), ``2`` ED (oedema), ``3`` ET (enhancing tumour).
-Regions are unions of classes: TC = NCR ∪ ET, WT = NCR ∪ ED ∪ ET, ET = ET.
+Model regions are unions of classes: TC = NCR ∪ ET, WT = NCR ∪ ED ∪ ET, ET = ET.
+
+BraTS 2024 glioma (``brats2024``) writes NETC 1, SNFH 2, ET 3 and resection cavity RC 4. As model targets NETC is
+NCR, SNFH is ED, ET is ET and RC is background (a cavity is not tumour). Its *scoring* regions are the challenge's
+six, computed from the raw label values: ET, NETC, SNFH, RC, TC = ET ∪ NETC, WT = ET ∪ NETC ∪ SNFH. Every other
+convention is scored on TC, WT and ET.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import numpy as np
@@ -31,11 +36,48 @@ class LabelConvention:
     name: str
     values: dict[str, int]
     description: str
+    background: dict[str, int] = field(default_factory=dict)
+    """Raw classes that are background for the models (BraTS 2024's RC), by name."""
+    regions: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    """Scoring regions as sets of raw values; empty: TC, WT, ET from the canonical classes."""
 
     @property
     def allowed(self) -> tuple[int, ...]:
         """Label values a file of this convention may contain (background 0 included)."""
-        return (0, *sorted(self.values.values()))
+        return (0, *sorted([*self.values.values(), *self.background.values()]))
+
+    @property
+    def scoring_regions(self) -> dict[str, tuple[int, ...]]:
+        """Each scoring region's raw label values, in scoring order."""
+        if self.regions:
+            return dict(self.regions)
+        return {r: tuple(sorted(self.values[CLASSES[c]] for c in cls)) for r, cls in REGION_CLASSES.items()}
+
+    @property
+    def region_names(self) -> tuple[str, ...]:
+        return tuple(self.scoring_regions)
+
+    @property
+    def canonical_regions(self) -> bool:
+        """Whether the scoring regions are the models' own TC, WT, ET."""
+        return self.region_names == REGIONS
+
+    def region_masks(self, label: np.ndarray) -> np.ndarray:
+        """Boolean scoring regions ``(R, *spatial)`` of a raw label map; unknown values raise :class:`DataError`."""
+        bad = self.unknown_values(label)
+        if bad:
+            raise DataError(f"label values {bad} are not allowed by convention {self.name!r} {self.allowed}")
+        arr = np.asarray(label)
+        return np.stack([np.isin(arr, np.array(v)) for v in self.scoring_regions.values()])
+
+    def prediction_regions(self, regions: np.ndarray) -> np.ndarray:
+        """A model's boolean regions ``(3, *spatial)`` (TC, WT, ET) as this convention's scoring regions: the same
+        masks where those are TC, WT, ET; otherwise through the label map the prediction stands for (nested
+        reading, :func:`regions_to_canonical`), written in this convention's values."""
+        masks = np.asarray(regions, dtype=bool)
+        if self.canonical_regions:
+            return masks
+        return self.region_masks(self.from_canonical(regions_to_canonical(masks)))
 
     def unknown_values(self, label: np.ndarray) -> list[int]:
         """Sorted values present in ``label`` that this convention does not allow."""
@@ -70,6 +112,10 @@ CONVENTIONS: dict[str, LabelConvention] = {
         LabelConvention("brats2021", {"NCR": 1, "ED": 2, "ET": 4}, "BraTS 2017-2021: 1 NCR/NET, 2 ED, 4 ET"),
         LabelConvention("brats2023", {"NCR": 1, "ED": 2, "ET": 3}, "BraTS 2023: 1 NCR, 2 ED, 3 ET"),
         LabelConvention("msd", {"ED": 1, "NCR": 2, "ET": 3}, "MSD Task01: 1 oedema, 2 non-enhancing, 3 enhancing"),
+        LabelConvention("brats2024", {"NCR": 1, "ED": 2, "ET": 3},
+                        "BraTS 2024 glioma: 1 NETC, 2 SNFH, 3 ET, 4 RC (resection cavity, background for models)",
+                        background={"RC": 4},
+                        regions={"ET": (3,), "NETC": (1,), "SNFH": (2,), "RC": (4,), "TC": (1, 3), "WT": (1, 2, 3)}),
     )
 }
 

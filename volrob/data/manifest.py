@@ -214,6 +214,18 @@ def load_manifest(path: str | Path) -> Manifest:
     return manifest_from_json(data, path)
 
 
+def split_cases(manifest: Manifest, split: str, modalities: list[str] | tuple[str, ...]) -> list[Case]:
+    """The cases of ``split`` for a model fed ``modalities``, labelled or not (unlabelled cases are for inference
+    and attacks without scores): the split must be non-empty and the manifest's modality order the model's."""
+    cases = manifest.split(split)
+    if not cases:
+        raise DataError(f"no cases in split {split!r}", path=manifest.path)
+    if list(manifest.modalities) != list(modalities):
+        raise DataError(f"manifest modalities {list(manifest.modalities)} differ from the model's "
+                        f"{list(modalities)}", path=manifest.path)
+    return cases
+
+
 def labelled_cases(manifest: Manifest, split: str, modalities: list[str] | tuple[str, ...]) -> list[Case]:
     """The cases of ``split`` for scoring a model fed ``modalities``: the split must be non-empty, every case
     labelled, and the manifest's modality order the model's."""

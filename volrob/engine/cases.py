@@ -1,4 +1,5 @@
-"""The one case source of every run: manifest → selected labelled cases → preprocessed tensors and targets.
+"""The one case source of every run: manifest → selected cases → preprocessed tensors and targets. Cases without
+a label (the manifest's ``unlabelled`` split) are prepared too: they are segmented and attacked, never scored.
 
 A case is read and preprocessed once per preprocessing and kept while the units of that case run (the kernel
 processes units case by case), so however many cells and targets a run has, each (case, preprocessing) is
@@ -18,7 +19,7 @@ import torch
 
 from volrob.data.cases import CaseData, load_case
 from volrob.data.labels import canonical_to_regions
-from volrob.data.manifest import Case, Manifest, labelled_cases, load_manifest
+from volrob.data.manifest import Case, Manifest, load_manifest, split_cases
 from volrob.data.preprocess import PreprocessConfig, Preprocessed, preprocess
 from volrob.errors import ConfigError, DataError
 
@@ -29,7 +30,8 @@ class PreparedCase:
 
     ``x``: ``(1, C, *spatial)`` float32 in the [0, 1] attack space (CPU); ``label``: ``(1, 1, *spatial)``
     canonical classes on the same grid; ``gt``: boolean regions ``(3, i, j, k)`` on the source grid (what every
-    score is computed against); ``pre``: the invertible preprocessing (to map predictions back).
+    score is computed against); ``pre``: the invertible preprocessing (to map predictions back). ``label`` and
+    ``gt`` are None for an unlabelled case.
     """
 
     case: Case
@@ -37,12 +39,25 @@ class PreparedCase:
     pre: Preprocessed
     preprocessing: PreprocessConfig
     x: torch.Tensor
-    label: torch.Tensor
-    gt: np.ndarray
+    label: torch.Tensor | None
+    gt: np.ndarray | None
 
-    def target(self, output_mode: str) -> torch.Tensor:
-        """The attack target for a predictor's output mode: region masks or class indices."""
-        return canonical_to_regions(self.label).float() if output_mode == "regions" else self.label.long()
+    @property
+    def labelled(self) -> bool:
+        return self.label is not None
+
+    @property
+    def label_empty(self) -> bool:
+        """A label map with no tumour at all (its scores follow the empty policy; runs record it as a warning)."""
+        return self.data.label is not None and not np.any(self.data.label)
+
+    def target(self, output_mode: str, label: torch.Tensor | None = None) -> torch.Tensor:
+        """The attack target for a predictor's output mode: region masks or class indices of the case's label (or
+        of ``label``, canonical ``(1, 1, *spatial)``, e.g. a model's clean prediction of an unlabelled case)."""
+        lab = self.label if label is None else label
+        if lab is None:
+            raise DataError(f"case {self.case.id} has no label to attack towards")
+        return canonical_to_regions(lab).float() if output_mode == "regions" else lab.long()
 
 
 def select_cases(cases: list[Case], ids: Sequence[str] | None, max_cases: int | None, where: Path | None
@@ -69,7 +84,7 @@ class CaseSource:
                  cases: Sequence[str] | None = None, max_cases: int | None = None) -> None:
         self.manifest = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
         self.split = split
-        self.cases = select_cases(labelled_cases(self.manifest, split, list(modalities)), cases, max_cases,
+        self.cases = select_cases(split_cases(self.manifest, split, list(modalities)), cases, max_cases,
                                   self.manifest.path)
         self._by_id = {c.id: c for c in self.cases}
         self._data: tuple[str, CaseData] | None = None
@@ -99,10 +114,10 @@ class CaseSource:
             data = self._data[1]
             p = preprocess(data.image, data.label, data.affine, preprocessing)
             self.prepared_count[(case_id, key)] += 1
-            label = p.label.as_tensor()[None]  # type: ignore[union-attr]
+            label = p.label.as_tensor()[None] if p.label is not None else None
+            gt = canonical_to_regions(data.label) if data.label is not None else None
             self._prepared[key] = PreparedCase(self._by_id[case_id], data, p, preprocessing,
-                                               p.image.as_tensor()[None].float(), label,
-                                               canonical_to_regions(data.label))
+                                               p.image.as_tensor()[None].float(), label, gt)
         return self._prepared[key]
 
     def release(self) -> None:

@@ -19,6 +19,8 @@ layout (every key but ``manifest`` and ``models`` is optional)::
     seed: 0
     window: {}            # sliding-window overrides of every model (crafting and scoring)
     region: WT            # the region of summaries, matrices and sanity flags
+    metrics: [dice, hd95_brats, nsd]  # default: by the data's label convention (docs/scoring.md)
+    lesionwise: gli       # challenge of the lesion-wise metrics and of hd95_brats' miss penalty
 
 A per-attack ``window`` changes how that attack crafts (e.g. the published tile protocol), never how anything is
 scored. Relative paths are resolved against the current directory.
@@ -36,16 +38,20 @@ from volrob.data.labels import REGIONS
 from volrob.engine.attack_spec import LABEL, AttackSpec, check_attack
 from volrob.engine.roi_crop import CROP_CENTRES
 from volrob.errors import ConfigError
+from volrob.evaluation.challenges import get_challenge
 from volrob.evaluation.empty_policy import get_policy
+from volrob.evaluation.metric_set import check_metrics
 from volrob.evaluation.sanity import SanityThresholds
 from volrob.inference.predictor import SlidingWindowConfig
+from volrob.sources import available_sources, source_scheme
 from volrob.utils.config import build_dataclass, load_config
 
 
 @dataclass
 class ModelEntry:
     """One model: a volrob ``checkpoint``, an external ``model`` factory (``package.module:factory`` with
-    ``model_args`` and strictly loaded ``weights``), or an ensemble of other models (``members``, crafting only).
+    ``model_args`` and strictly loaded ``weights``), a model folder of a registered kind (``model: nnunet:FOLDER`` or
+    ``bundle:FOLDER``, with that kind's ``options``), or an ensemble of other models (``members``, crafting only).
     ``defended`` exempts it from the collapse check and names it in defence comparisons."""
 
     name: str
@@ -59,6 +65,7 @@ class ModelEntry:
     std: list[float] | None = None
     members: list[str] | None = None
     defended: bool = False
+    options: dict[str, Any] = field(default_factory=dict)
 
     @property
     def is_ensemble(self) -> bool:
@@ -66,6 +73,8 @@ class ModelEntry:
 
     @property
     def kind(self) -> str:
+        if self.model is not None and source_scheme(self.model) is not None:
+            return source_scheme(self.model)[0]  # type: ignore[index]
         return "checkpoint" if self.checkpoint else "external" if self.model else "ensemble"
 
 
@@ -134,6 +143,8 @@ class RunConfig:
     roi_crop: str | None = None
     empty_policy: str = "brats"
     nsd_tolerance_mm: float = 1.0
+    metrics: list[str] | None = None
+    lesionwise: str | None = None
     region: str = "WT"
     success_drop: float = 0.5
     sanity: SanityThresholds = field(default_factory=SanityThresholds)
@@ -179,6 +190,7 @@ def _models(raw: Any) -> list[ModelEntry]:
             if m.model_args or extra or m.output_mode != "regions":
                 raise ConfigError(f"{where}: weights, model_args, roi_size, mean, std and output_mode go with an "
                                   "external model (model: package.module:factory)")
+        _check_source(m, where)
         for key in ("checkpoint", "weights"):
             value = getattr(m, key)
             if value is not None:
@@ -196,6 +208,28 @@ def _models(raw: Any) -> list[ModelEntry]:
                 raise ConfigError(f"models[{i}].members: expected distinct names of non-ensemble models, "
                                   f"got {m.members}")
     return out
+
+
+def _check_source(m: ModelEntry, where: str) -> None:
+    """A model folder of a registered kind: an existing folder (made absolute) and no factory-only keys;
+    ``options`` only go with such a model."""
+    found = source_scheme(m.model) if m.model is not None else None
+    if found is None:
+        if m.options:
+            raise ConfigError(f"{where}.options: only models of a registered kind ({available_sources()}) take "
+                              "options")
+        return
+    scheme, location = found
+    extra = [k for k in ("weights", "mean", "std") if getattr(m, k) is not None]
+    if m.model_args or extra or m.output_mode != "regions":
+        raise ConfigError(f"{where}: a {scheme} model brings its own weights, normalisation and outputs; "
+                          "weights, model_args, mean, std and output_mode do not apply")
+    if not isinstance(m.options, dict):
+        raise ConfigError(f"{where}.options: expected a mapping, got {m.options!r}")
+    folder = Path(location).expanduser().resolve()
+    if not folder.is_dir():
+        raise ConfigError(f"{where}.model: {scheme} folder does not exist: {folder}")
+    m.model = f"{scheme}:{folder}"
 
 
 def parse_attacks(raw: Any) -> list[AttackSpec]:
@@ -244,6 +278,10 @@ def _check_scalars(cfg: RunConfig) -> None:
         raise ConfigError(f"success_drop must be in (0, 1], got {cfg.success_drop}")
     if not cfg.nsd_tolerance_mm > 0:
         raise ConfigError(f"nsd_tolerance_mm must be > 0, got {cfg.nsd_tolerance_mm}")
+    if cfg.metrics is not None:
+        cfg.metrics = list(check_metrics(cfg.metrics))
+    if cfg.lesionwise is not None:
+        get_challenge(cfg.lesionwise)
     if cfg.max_cases is not None and cfg.max_cases < 1:
         raise ConfigError(f"max_cases must be a positive integer, got {cfg.max_cases}")
     if cfg.cases is not None and (not cfg.cases or len(set(cfg.cases)) != len(cfg.cases)):

@@ -13,7 +13,8 @@
    once — writing each unit atomically as it finishes; a case that cannot be read becomes failed units with the
    reason, and the rest go on;
 5. waits for every rank; rank 0 merges the unit files into the tables (:mod:`volrob.engine.tables`), the
-   derived tables, figures and sanity flags (:mod:`volrob.engine.outputs`), and ``run.json``.
+   derived tables, figures and sanity flags (:mod:`volrob.engine.outputs`), and ``run.json`` (with the metric set
+   and every definition's parameters under ``scoring``).
 """
 
 from __future__ import annotations
@@ -29,13 +30,14 @@ from typing import Any
 import torch
 
 from volrob import distributed
-from volrob.data.manifest import labelled_cases
+from volrob.data.manifest import load_manifest, split_cases
 from volrob.engine import plan as planning
 from volrob.engine.cases import CaseSource
 from volrob.engine.cells import Cell, CleanUnit, Unit, clean_units, expand
 from volrob.engine.config import RunConfig
 from volrob.engine.models import ModelPool
 from volrob.engine.progress import Progress, format_seconds
+from volrob.engine.scoring import run_metric_set
 from volrob.engine.store import RunStore
 from volrob.engine.tables import Tables, merge
 from volrob.engine.work import WorkContext, attack_params, attack_unit, clean_params, clean_unit, failed
@@ -77,7 +79,7 @@ class RunResult:
 def _check_modalities(cfg: RunConfig, pool: ModelPool, cases: CaseSource) -> None:
     for name, src in pool.sources.items():
         if list(src.modalities) != list(cases.manifest.modalities):
-            labelled_cases(cases.manifest, cfg.split, src.modalities)  # raises naming the manifest
+            split_cases(cases.manifest, cfg.split, src.modalities)  # raises naming the manifest
             raise DataError(f"model {name} takes modalities {src.modalities}", path=cases.manifest.path)
 
 
@@ -95,6 +97,7 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, *, command: str, progres
                    echo: Callable[[str], None] = print) -> RunResult:
     """Run every missing unit of ``cfg`` into ``out_dir`` (see the module docstring)."""
     tic = time.perf_counter()
+    metric_set = run_metric_set(cfg, load_manifest(cfg.manifest).label_convention)  # bad metrics fail before work
     info, device = distributed.setup(cfg.device)
     store = RunStore(out_dir)
     if info.is_main or not force:
@@ -112,13 +115,14 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, *, command: str, progres
         if c.targets != (c.source,):
             pool.check_shared_space([c.source, *c.targets], "a transfer cell")
     evaluated = [m.name for m in cfg.models if not m.is_ensemble] if not cells else []
-    ctx = WorkContext(cfg, pool, store, device)
+    ctx = WorkContext(cfg, pool, store, device, metric_set)
     plan = _pending(ctx, cases, cells, evaluated)
     units, cleans, params, stored = plan.units, plan.cleans, plan.params, plan.stored
     todo_units, todo_clean = plan.todo_units, plan.todo_clean
     n_todo = len(todo_clean) + len(todo_units)
     record = _record(command, cfg, info, cells, cases.ids, len(units), len(cleans), n_todo)
     record["models"] = _model_record(pool)
+    record["scoring"] = ctx.metric_set.record()
     if info.is_main:
         store.write_json("run.json", {**record, "status": "running"})
 
@@ -149,12 +153,28 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, *, command: str, progres
         sha = {name: pool.sha(name) for name in [m.name for m in cfg.models]}
         result.tables = merge(store, cells, cases.ids, cfg.split, cleans, region=cfg.region, sha=sha)
         result.outputs = write_outputs(result, store)
+        notes = case_notes(store, cleans, units)
+        for line in notes["warnings"]:
+            echo(f"warning: {line}")
         result.seconds = time.perf_counter() - tic
         store.write_json("run.json", {**record, "status": "finished", "seconds": round(result.seconds, 2),
                                       "computed_now": n_todo, "failed": result.failed,
-                                      "estimate_seconds": estimate})
+                                      "estimate_seconds": estimate, **notes})
     distributed.barrier()
     return result
+
+
+def run_complete(cfg: RunConfig, out_dir: str | Path, *, command: str, progress: bool = True,
+                 echo: Callable[[str], None] = print) -> RunResult:
+    """:func:`run_experiment` on one process, for callers that need every unit (documents made from a run): a
+    :class:`~volrob.errors.DataError` naming the first failed unit when any failed (a rerun retries them)."""
+    res = run_experiment(cfg, out_dir, command=command, progress=progress, echo=echo)
+    assert res.tables is not None and res.outputs is not None  # one process: rank 0
+    if not res.tables.failures.empty:
+        first = res.tables.failures.iloc[0]
+        raise DataError(f"{len(res.tables.failures)} unit(s) failed (failures.csv; a rerun retries them), first "
+                        f"{first['unit']}: {first['reason']}", path=out_dir)
+    return res
 
 
 @dataclass
@@ -191,6 +211,30 @@ def missing_outputs(cfg: RunConfig, store: RunStore, u: Unit) -> bool:
     volumes = store.root / "adversarial" / u.cell.id / u.case / f"{u.case}_attack.json"
     return ((cfg.outputs.volumes and not volumes.is_file())
             or (cfg.outputs.perturbations and not store.delta_path(u.cell.id, u.case).is_file()))
+
+
+def case_notes(store: RunStore, cleans: list[CleanUnit], units: list[Unit]) -> dict[str, Any]:
+    """The cases whose label map is empty (scored under the empty policy) and those without a label (predicted and
+    attacked, not scored), from the unit files, with one warning line per kind."""
+    empty: set[str] = set()
+    unlabelled: set[str] = set()
+    paths = [store.clean_path(u.model, u.case) for u in cleans] + [store.unit_path(u.cell.id, u.case) for u in units]
+    for path in paths:
+        payload = store.read(path) or {}
+        case = str(path.stem)
+        if payload.get("label_empty"):
+            empty.add(case)
+        if payload.get("labelled") is False:
+            unlabelled.add(case)
+    warnings = []
+    if empty:
+        warnings.append(f"{len(empty)} case(s) have an empty label map (no tumour), scored under the empty policy "
+                        f"(a model that predicts nothing there scores Dice 1): {', '.join(sorted(empty)[:10])}")
+    if unlabelled:
+        warnings.append(f"{len(unlabelled)} case(s) have no label: predicted and attacked (away from the model's own "
+                        f"clean prediction), not scored; their label maps are under predictions/: "
+                        f"{', '.join(sorted(unlabelled)[:10])}")
+    return {"empty_label_cases": sorted(empty), "unlabelled_cases": sorted(unlabelled), "warnings": warnings}
 
 
 def _needs_prediction(cfg: RunConfig, store: RunStore, u: CleanUnit) -> bool:

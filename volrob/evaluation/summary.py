@@ -21,7 +21,7 @@ from volrob.data.labels import REGIONS
 from volrob.errors import ConfigError, DataError
 
 STAT_COLUMNS: tuple[str, ...] = ("n", "mean", "std", "median", "q25", "q75", "ci_low", "ci_high")
-METRIC_ORDER: tuple[str, ...] = ("dice", "hd95", "nsd")
+METRIC_ORDER: tuple[str, ...] = ("dice", "hd95", "hd95_brats", "nsd", "lesion_dice", "lesion_hd95")
 ALTERNATIVES: tuple[str, ...] = ("two-sided", "less", "greater")
 _BOOT_CHUNK = 4_000_000  # resampled values held in memory at once
 

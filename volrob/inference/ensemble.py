@@ -21,9 +21,9 @@ from volrob.errors import ConfigError
 
 
 def _input_channels(member: nn.Module) -> int | None:
-    """Input channels a member expects (from its normalisation buffer), or None when it does not say."""
-    mean = getattr(member, "mean", None)
-    return int(mean.shape[1]) if isinstance(mean, torch.Tensor) and mean.ndim == 5 else None
+    """Input channels a member expects (a predictor's ``in_channels``), or None when it does not say."""
+    channels = getattr(member, "in_channels", None)
+    return int(channels) if isinstance(channels, int) else None
 
 
 def _normalised_weights(weights: Sequence[float] | None, count: int) -> tuple[float, ...]:

@@ -15,8 +15,9 @@ from torch import nn
 
 from volrob.data.labels import OUTPUT_MODES
 from volrob.errors import ConfigError
+from volrob.inference.normalise import FixedNorm, InputNorm
 from volrob.inference.tiles import tile_plan
-from volrob.inference.windowed_grad import WindowPlan, sliding_plan, stitch, windowed_inference
+from volrob.inference.windowed_grad import WindowPlan, WindowPlanner, sliding_plan, stitch, windowed_inference
 from volrob.utils.config import build_dataclass
 
 BLEND_MODES = ("gaussian", "constant")
@@ -73,48 +74,67 @@ class Predictor(nn.Module):
     """``x`` (B, C, *spatial) in [0, 1] -> logits (B, K, *spatial).
 
     ``output_mode`` says how to read the logits (``regions``: sigmoid TC/WT/ET; ``labels``: softmax over classes).
-    ``(x - mean) / std`` per channel (the network's training normalisation), then the network on the whole input
-    when it already has the ROI's size, else MONAI sliding-window inference. Differentiable in ``x``; over
+    The network's input normalisation (``norm``; by default the fixed ``(x - mean) / std`` per channel it was
+    trained with), then the network on the whole input when it already has the ROI's size, else MONAI
+    sliding-window inference; a model source may bring its own window layout (``planner``, e.g. nnU-Net's steps
+    and Gaussian), which is then used for every forward, with or without a gradient. Differentiable in ``x``; over
     volumes larger than the ROI the input gradient follows ``window.gradient`` (default ``exact``: MONAI's
     numbers with the memory of one window's graph; the exact path needs ``network.eval()`` and does not accumulate
     parameter gradients, so a network in training mode gets plain autograd instead).
     """
 
-    def __init__(self, network: nn.Module, *, mean: Sequence[float], std: Sequence[float],
-                 window: SlidingWindowConfig, output_mode: str = "regions") -> None:
+    def __init__(self, network: nn.Module, *, mean: Sequence[float] | None = None,
+                 std: Sequence[float] | None = None, window: SlidingWindowConfig, output_mode: str = "regions",
+                 norm: InputNorm | None = None, planner: WindowPlanner | None = None) -> None:
         super().__init__()
-        if len(mean) != len(std) or min(std) <= 0:
-            raise ConfigError("normalisation: mean and std need one entry per channel and std > 0")
+        if norm is None:
+            if mean is None or std is None:
+                raise ConfigError("normalisation: give mean and std, or a norm")
+            norm = FixedNorm(mean, std)
+        elif mean is not None or std is not None:
+            raise ConfigError("normalisation: give mean and std, or a norm, not both")
         if output_mode not in OUTPUT_MODES:
             raise ConfigError(f"output_mode must be one of {list(OUTPUT_MODES)}, got {output_mode!r}")
         self.network = network
         self.window = window
         self.output_mode = output_mode
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1, 1))
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1, 1))
+        self.norm = norm
+        self.planner = planner
+
+    @property
+    def in_channels(self) -> int:
+        """Input channels the predictor expects."""
+        return int(self.norm.channels)
+
+    def with_window(self, window: SlidingWindowConfig) -> Predictor:
+        """A predictor over the same network, normalisation and window planner with other window settings."""
+        out = Predictor(self.network, window=window, output_mode=self.output_mode, norm=self.norm,
+                        planner=self.planner)
+        return out.train(self.training)
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
-        """The network's input normalisation (a fixed per-channel affine map)."""
+        """The network's input normalisation (see :mod:`volrob.inference.normalise`)."""
         self._check_input(x)
-        return (x - self.mean) / self.std
+        return self.norm(x)
 
     def _check_input(self, x: torch.Tensor) -> None:
-        if x.ndim != 5 or x.shape[1] != self.mean.shape[1]:
-            raise ConfigError(f"predictor expects input (B, {self.mean.shape[1]}, D, H, W), got {tuple(x.shape)}")
+        if x.ndim != 5 or x.shape[1] != self.in_channels:
+            raise ConfigError(f"predictor expects input (B, {self.in_channels}, D, H, W), got {tuple(x.shape)}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input(x)
         w = self.window
-        if tuple(x.shape[2:]) == tuple(w.roi_size):
+        if tuple(x.shape[2:]) == tuple(w.roi_size) and self.planner is None:
             return self._net(self.normalise(x))
         stitch = torch.device(w.stitch_device) if w.stitch_device else x.device
         records_grad = torch.is_grad_enabled() and x.requires_grad
         if w.gradient == "tiles" and records_grad:
             plan = tile_plan(x.shape[2:], w.roi_size, device=x.device, stitch_device=stitch, dtype=x.dtype)
             return self._windowed(x, plan, stitch)
-        if w.gradient == "exact" and records_grad and not self.network.training:
-            plan = sliding_plan(x.shape[2:], w.roi_size, w.overlap, w.mode, device=x.device, stitch_device=stitch,
-                                dtype=x.dtype)
+        if self.planner is not None or (w.gradient == "exact" and records_grad and not self.network.training):
+            planner = self.planner or sliding_plan
+            plan = planner(x.shape[2:], w.roi_size, w.overlap, w.mode, device=x.device, stitch_device=stitch,
+                           dtype=x.dtype)
             return self._windowed(x, plan, stitch)
         out = sliding_window_inference(
             self.normalise(x), w.roi_size, w.sw_batch_size, self._net, overlap=w.overlap, mode=w.mode,
@@ -133,24 +153,25 @@ class Predictor(nn.Module):
         # Without padding, each window is normalised on its own inside the network call (elementwise, so the
         # numbers are identical) and no normalised full-volume copy of ``x`` is kept; padding must be zero in the
         # normalised space, so a padded plan normalises the whole (small) volume first.
-        if any(plan.pad):
+        if any(plan.pad) or not self.norm.pointwise:
             x, network = self.normalise(x), self.network
         else:
-            network = _Normalised(self.network, self.mean, self.std)
+            network = _Normalised(self.network, self.norm)
         # A network in training mode (dropout, batch statistics) cannot be recomputed window by window, so the
         # gradient then flows by plain autograd over the same plan; parameter gradients flow only on that path.
-        if self.network.training and torch.is_grad_enabled():
+        if (self.network.training and torch.is_grad_enabled()) or (
+                self.window.gradient == "autograd" and torch.is_grad_enabled()):
             return stitch(network, x, plan, self.window.sw_batch_size, stitch_device=device, amp=self.window.amp)
         return windowed_inference(network, x, plan, self.window.sw_batch_size, stitch_device=device,
                                   amp=self.window.amp)
 
 
 class _Normalised(nn.Module):
-    """``network((x - mean) / std)``: the predictor's normalisation applied window by window."""
+    """``network(norm(x))``: a pointwise normalisation applied window by window."""
 
-    def __init__(self, network: nn.Module, mean: torch.Tensor, std: torch.Tensor) -> None:
+    def __init__(self, network: nn.Module, norm: InputNorm) -> None:
         super().__init__()
-        self.network, self.mean, self.std = network, mean, std
+        self.network, self.norm = network, norm
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.network((x - self.mean) / self.std)
+        return self.network(self.norm(x))

@@ -16,7 +16,10 @@ def to_source_grid(values: torch.Tensor, p: Preprocessed, *, nearest: bool) -> n
     """Map ``values`` ``(K, *spatial)`` on the preprocessed grid of ``p`` back to the source voxel grid.
 
     Undoes the crop (zero padding), resampling and orientation; ``nearest`` for masks, linear for intensities.
+    Without any of them (e.g. a MONAI bundle that only normalises) the grid is the source grid already.
     """
+    if not p.spatial.transforms:
+        return values.detach().cpu().float().numpy()
     data = MetaTensor(values.detach().cpu().float(), meta=dict(p.image.meta),
                       applied_operations=list(p.image.applied_operations))
     back = Invertd("out", p.spatial, orig_keys="image", nearest_interp=nearest)({"image": p.image, "out": data})

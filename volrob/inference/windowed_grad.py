@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -62,7 +62,15 @@ class WindowPlan:
         return [(b, s) for b in range(batch_size) for s in self.slices]
 
 
-def _count_map(slices: Sequence[tuple[slice, ...]], importance: torch.Tensor, size: Sequence[int],
+class WindowPlanner(Protocol):
+    """Builds the window plan of an image: ``(image_size, roi_size, overlap, mode, *, device, stitch_device, dtype)``
+    (:func:`sliding_plan` is MONAI's layout; a model source may bring its own, e.g. nnU-Net's)."""
+
+    def __call__(self, image_size: Sequence[int], roi_size: Sequence[int], overlap: float, mode: str, *,
+                 device: torch.device, stitch_device: torch.device, dtype: torch.dtype) -> WindowPlan: ...
+
+
+def count_map(slices: Sequence[tuple[slice, ...]], importance: torch.Tensor, size: Sequence[int],
                device: torch.device) -> torch.Tensor:
     count = torch.zeros((1, 1, *size), dtype=importance.dtype, device=device)
     imp = importance.to(device)
@@ -85,7 +93,7 @@ def sliding_plan(image_size: Sequence[int], roi_size: Sequence[int], overlap: fl
     imp = compute_importance_map(roi_size, mode=mode, sigma_scale=0.125, device=device, dtype=dtype)
     imp = imp.to(device=device, dtype=dtype)[None, None]
     return WindowPlan(image_size, roi_size, tuple(pad), padded, slices, imp,
-                      _count_map(slices, imp, padded, stitch_device))
+                      count_map(slices, imp, padded, stitch_device))
 
 
 def _autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManager[Any]:

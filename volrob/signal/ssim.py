@@ -7,10 +7,21 @@ last two (per-slice SSIM). Population (not sample) statistics; ``C1 = (k1 L)^2``
 ``L = data_range``. The result is the mean SSIM map per sample (over channels and positions): shape ``(B,)``.
 :class:`SSIMReference` evaluates SSIM against one fixed reference repeatedly (an attack's objective): the
 reference statistics are computed once and the gradient is analytic, with no autograd graph kept.
+
+Per-block SSIM (:func:`block_ssim`, :class:`BlockSSIMReference`; the measure of the published VAFA code, there with
+32³ blocks and a gaussian window of 3, σ 1.5): the filtered axes are cut into blocks of ``block`` from the origin,
+SSIM is computed inside each block alone (valid windows, none crossing a block edge), its map is averaged per block
+and channel, clamped at 0 (``nonnegative``, as published), and the per-sample result is the plain mean over
+(channel, block) pairs. A block shorter than the window along some axis (the ragged last block of an axis whose
+length is not a multiple of the block) has no valid window and is left out; the published code only accepts
+shapes that are multiples of the block.
 """
 
 from __future__ import annotations
 
+import itertools
+import math
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -108,7 +119,8 @@ class _RefSSIM(torch.autograd.Function):
     """Mean SSIM of ``x`` against fixed reference statistics; the gradient is formed in the forward, no graph."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, ref: SSIMReference) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx: Any, x: torch.Tensor, ref: SSIMReference | BlockSSIMReference,  # type: ignore[override]
+                ) -> torch.Tensor:
         value, grad = ref.value_and_grad(x, need_grad=x.requires_grad)
         ctx.save_for_backward(grad)
         return value
@@ -196,3 +208,121 @@ class SSIMReference:
         del d_sxx
         grad.add_(_filter_adjoint(d_sxr, w, dims, full).mul_(r))
         return total
+
+
+def _block_sizes(block: int | Sequence[int], spatial_dims: int, size: int) -> list[int]:
+    """``block`` as one size per filtered axis, each a positive integer at least the window ``size``."""
+    sizes = [block] * spatial_dims if isinstance(block, int) else list(block) if isinstance(block, Sequence) else []
+    if len(sizes) != spatial_dims or any(isinstance(b, bool) or not isinstance(b, int) or b < size for b in sizes):
+        raise ConfigError(f"ssim: block must be {spatial_dims} integer size(s) >= the window size {size}, "
+                          f"got {block!r}")
+    return sizes
+
+
+def _segments(n: int, b: int, size: int) -> list[tuple[int, int, int]]:
+    """``(start, stop, block length)`` of the runs of equal blocks along an axis of length ``n`` cut every ``b``
+    from 0, leaving out a last block shorter than ``size``."""
+    full, tail = divmod(n, b)
+    out = [(0, full * b, b)] if full else []
+    if tail >= size:
+        out.append((full * b, n, tail))
+    return out
+
+
+def _block_groups(shape: Sequence[int], block: Sequence[int], size: int
+                  ) -> list[tuple[tuple[slice, ...], tuple[int, ...]]]:
+    """The parts of a grid of ``shape`` holding equal-shaped blocks: (index over the filtered axes, block shape)."""
+    per_axis = [_segments(n, b, size) for n, b in zip(shape, block, strict=True)]
+    return [(tuple(slice(a, z) for a, z, _ in combo), tuple(b for _, _, b in combo))
+            for combo in itertools.product(*per_axis)]
+
+
+def _to_blocks(t: torch.Tensor, index: tuple[slice, ...], bshape: tuple[int, ...]) -> torch.Tensor:
+    """Part ``index`` (over the trailing axes) of ``t`` as ``(B, blocks, *bshape)``; every axis between the batch
+    and the filtered ones (channels, unfiltered slices) becomes part of the block axis."""
+    k = len(bshape)
+    sub = t[(..., *index)]
+    lead, counts = sub.shape[:-k], [n // b for n, b in zip(sub.shape[-k:], bshape, strict=True)]
+    split = sub.reshape(*lead, *(v for n, b in zip(counts, bshape, strict=True) for v in (n, b)))
+    nl = len(lead)
+    order = [*range(nl), *(nl + 2 * i for i in range(k)), *(nl + 2 * i + 1 for i in range(k))]
+    return split.permute(order).reshape(lead[0], -1, *bshape)
+
+
+def _from_blocks(g: torch.Tensor, shape: Sequence[int], bshape: tuple[int, ...]) -> torch.Tensor:
+    """Inverse of :func:`_to_blocks`: ``(B, blocks, *bshape)`` back to the part's ``shape``."""
+    k = len(bshape)
+    lead, counts = list(shape[:-k]), [n // b for n, b in zip(shape[-k:], bshape, strict=True)]
+    nl = len(lead)
+    g = g.reshape(*lead, *counts, *bshape)
+    order = [*range(nl), *(v for i in range(k) for v in (nl + i, nl + k + i))]
+    return g.permute(order).reshape(*shape)
+
+
+def _block_means(x: torch.Tensor, y: torch.Tensor, bshape: tuple[int, ...], options: dict[str, Any],
+                 nonnegative: bool) -> torch.Tensor:
+    """Mean SSIM of each block of ``(B, blocks, *bshape)`` inputs, ``(B, blocks)``, clamped at 0 if asked."""
+    s = ssim_map(x, y, spatial_dims=len(bshape), **options).flatten(2).mean(dim=2)
+    return torch.relu(s) if nonnegative else s
+
+
+def block_ssim(x: torch.Tensor, y: torch.Tensor, *, block: int | Sequence[int], data_range: float = 1.0,
+               window: str = "gaussian", size: int = 3, sigma: float = 1.5, spatial_dims: int = 3, k1: float = 0.01,
+               k2: float = 0.03, nonnegative: bool = True) -> torch.Tensor:
+    """Per-block SSIM per sample, shape ``(B,)`` (see the module docstring); differentiable."""
+    _check(x, y, data_range, window, size, sigma, spatial_dims)
+    sizes = _block_sizes(block, spatial_dims, size)
+    y = y.to(x.dtype)
+    options = {"data_range": data_range, "window": window, "size": size, "sigma": sigma, "k1": k1, "k2": k2}
+    parts = [_block_means(_to_blocks(x, index, bshape), _to_blocks(y, index, bshape), bshape, options, nonnegative)
+             for index, bshape in _block_groups(x.shape[-spatial_dims:], sizes, size)]
+    return torch.cat(parts, dim=1).mean(dim=1)
+
+
+class BlockSSIMReference:
+    """``block_ssim(x, ref)`` for many ``x`` against one fixed ``ref``, differentiable in ``x``. Blocks are
+    independent, so the value and gradient are formed a few blocks at a time (about ``chunk`` voxels) with a
+    short-lived graph: memory of one chunk, not of the volume, and no graph is kept between calls."""
+
+    def __init__(self, ref: torch.Tensor, *, block: int | Sequence[int], data_range: float = 1.0,
+                 window: str = "gaussian", size: int = 3, sigma: float = 1.5, spatial_dims: int = 3,
+                 k1: float = 0.01, k2: float = 0.03, nonnegative: bool = True, chunk: int = 1 << 21) -> None:
+        _check(ref, ref, data_range, window, size, sigma, spatial_dims)
+        if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+            raise ConfigError(f"ssim: chunk must be a positive integer, got {chunk!r}")
+        self.block = _block_sizes(block, spatial_dims, size)
+        self.ref = ref.detach()
+        self.options = {"data_range": data_range, "window": window, "size": size, "sigma": sigma, "k1": k1, "k2": k2}
+        self.nonnegative, self.chunk = bool(nonnegative), chunk
+        self.groups = _block_groups(ref.shape[-spatial_dims:], self.block, size)
+        lead = math.prod(ref.shape[1:-spatial_dims])
+        self.count = sum(lead * math.prod((i.stop - i.start) // b for i, b in zip(index, bshape, strict=True))
+                         for index, bshape in self.groups)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-block SSIM per sample ``(B,)``, equal to ``block_ssim(x, ref, ...)``; differentiable in ``x``."""
+        if x.shape != self.ref.shape or x.dtype != self.ref.dtype:
+            raise ConfigError(f"ssim: input {tuple(x.shape)} {x.dtype} does not match the reference "
+                              f"{tuple(self.ref.shape)} {self.ref.dtype}")
+        return _RefSSIM.apply(x, self)
+
+    def value_and_grad(self, x: torch.Tensor, *, need_grad: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Per-block SSIM per sample and, if ``need_grad``, the gradient of their sum with respect to ``x``."""
+        x = x.detach()
+        total = x.new_zeros(x.shape[0])
+        grad = torch.zeros_like(x) if need_grad else None
+        for index, bshape in self.groups:
+            xb, rb = _to_blocks(x, index, bshape), _to_blocks(self.ref, index, bshape)
+            gb = torch.empty_like(xb) if need_grad else None
+            step = max(1, self.chunk // (x.shape[0] * math.prod(bshape)))
+            for u in range(0, xb.shape[1], step):
+                with torch.enable_grad():  # also inside an autograd Function's forward (grad mode off there)
+                    part = xb[:, u:u + step].detach().requires_grad_(need_grad)
+                    s = _block_means(part, rb[:, u:u + step], bshape, self.options, self.nonnegative)
+                    if gb is not None:
+                        (gb[:, u:u + step],) = torch.autograd.grad(s.sum(), part)
+                total += s.detach().sum(dim=1)
+            if grad is not None and gb is not None:
+                target = grad[(..., *index)]
+                target.copy_(_from_blocks(gb, target.shape, bshape))
+        return total / self.count, None if grad is None else grad.div_(self.count)

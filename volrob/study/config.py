@@ -5,9 +5,11 @@
     device: auto
     data:
       synth: {cases: 16, shape: [96, 96, 96], val_fraction: 0.125, test_fraction: 0.25}   # or manifest: FILE
-    models:                                  # trained here from a training config, or given as checkpoints
+    models:                                  # trained here from a training config, or given (checkpoint/folder)
       - {name: unet, config: configs/unet.yaml, set: {train.epochs: 20}}
       - {name: theirs, checkpoint: path/to/best.pt}
+      - {name: nnunet, model: "nnunet:path/to/Dataset137_BraTS2021/nnUNetTrainer__nnUNetPlans__3d_fullres",
+         options: {folds: [0, 1, 2, 3, 4]}}
     evaluate: {split: test}                  # clean scores of every model (always run)
     grid:                                    # white-box: any run-config keys but manifest and models
       split: test
@@ -33,6 +35,7 @@ from volrob import defences
 from volrob.engine.attack_spec import LABEL
 from volrob.engine.config import RunConfig, parse_attacks
 from volrob.errors import ConfigError
+from volrob.sources import available_sources, source_options, source_scheme
 from volrob.utils.config import build_dataclass, load_config
 
 STAGE_KEYS_FORBIDDEN = ("manifest", "models", "transfer", "universal")
@@ -64,13 +67,21 @@ class DataSection:
 
 @dataclass
 class ModelSection:
-    """A model of the study: trained from ``config`` (a training YAML, with ``set`` overrides) or a given
-    ``checkpoint``."""
+    """A model of the study: trained from ``config`` (a training YAML, with ``set`` overrides), a given volrob
+    ``checkpoint``, or a given model folder (``model: nnunet:FOLDER`` or ``bundle:FOLDER`` with its ``options``)."""
 
     name: str
     config: str | None = None
     checkpoint: str | None = None
+    model: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
     set: dict[str, Any] = field(default_factory=dict)
+
+    def entry(self, checkpoint: Path | None, defended: bool = False) -> dict[str, Any]:
+        """This model's ``models`` entry of a run config (``checkpoint``: where training left it)."""
+        if self.model is not None:
+            return {"name": self.name, "model": self.model, "options": dict(self.options), "defended": defended}
+        return {"name": self.name, "checkpoint": str(checkpoint), "defended": defended}
 
 
 @dataclass
@@ -121,6 +132,24 @@ def _check_stage(section: dict[str, Any] | None, where: str, *, attacks: bool) -
         raise ConfigError(f"{where}.{err}") from None
 
 
+def _check_folder_model(m: ModelSection, where: str) -> None:
+    """A given model folder of a registered kind (``nnunet:FOLDER``, ``bundle:FOLDER``), made absolute."""
+    found = source_scheme(m.model) if m.model is not None else None
+    if found is None:
+        raise ConfigError(f"{where}.model: expected a model folder of a registered kind "
+                          f"({', '.join(f'{s}:FOLDER' for s in available_sources())}), got {m.model!r}"
+                          if m.model is not None else f"{where}.options: go with a model folder (model: ...)")
+    if m.set:
+        raise ConfigError(f"{where}.set: training overrides need a config to train from")
+    scheme, location = found
+    folder = Path(location).expanduser().resolve()
+    if not folder.is_dir():
+        raise ConfigError(f"{where}.model: {scheme} folder does not exist: {folder}")
+    m.model = f"{scheme}:{folder}"
+    if not isinstance(m.options, dict) or set(m.options) - set(source_options(scheme)):
+        raise ConfigError(f"{where}.options: {scheme} models take {list(source_options(scheme))}, got {m.options!r}")
+
+
 def _check(cfg: StudyConfig) -> StudyConfig:
     if not cfg.models:
         raise ConfigError("models: expected a non-empty list")
@@ -129,8 +158,12 @@ def _check(cfg: StudyConfig) -> StudyConfig:
         if not LABEL.match(m.name) or "__" in m.name or m.name in names:
             raise ConfigError(f"models[{i}].name: {m.name!r} must be unique letters, digits, '_', '.', '-'")
         names.append(m.name)
-        if (m.config is None) == (m.checkpoint is None):
-            raise ConfigError(f"models[{i}]: give exactly one of config (train it) and checkpoint (use it)")
+        given = [k for k in ("config", "checkpoint", "model") if getattr(m, k) is not None]
+        if len(given) != 1:
+            raise ConfigError(f"models[{i}]: give exactly one of config (train it), checkpoint or model (use it)")
+        if m.model is not None or m.options:
+            _check_folder_model(m, f"models[{i}]")
+            continue
         path = m.config or m.checkpoint
         assert path is not None
         resolved = str(Path(path).resolve())

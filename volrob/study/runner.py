@@ -30,12 +30,16 @@ class StudyResult:
 
     out_dir: Path
     stages: dict[str, Path] = field(default_factory=dict)
-    checkpoints: dict[str, Path] = field(default_factory=dict)
+    checkpoints: dict[str, Path | None] = field(default_factory=dict)
+    """Each model's checkpoint (None for a given model folder, which the study's config names)."""
     seconds: float = 0.0
 
 
-def _models(checkpoints: dict[str, Path], defended: set[str]) -> list[dict[str, Any]]:
-    return [{"name": n, "checkpoint": str(p), "defended": n in defended} for n, p in checkpoints.items()]
+def _models(cfg: StudyConfig, checkpoints: dict[str, Path | None], defended: set[str]) -> list[dict[str, Any]]:
+    """The run-config ``models`` entries of ``checkpoints`` (None: a given model folder)."""
+    given = {m.name: m for m in cfg.models}
+    return [given[n].entry(p, n in defended) if n in given and given[n].model is not None
+            else {"name": n, "checkpoint": str(p), "defended": n in defended} for n, p in checkpoints.items()]
 
 
 def run_study(cfg: StudyConfig, out_dir: str | Path, *, progress: bool = True,
@@ -50,7 +54,9 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, *, progress: bool = True,
     if data is not None:
         result.stages["data"] = data.folder
     for m in cfg.models:
-        if m.checkpoint is not None:
+        if m.model is not None:
+            result.checkpoints[m.name] = None
+        elif m.checkpoint is not None:
             result.checkpoints[m.name] = Path(m.checkpoint)
         else:
             assert m.config is not None
@@ -58,13 +64,13 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, *, progress: bool = True,
                                                      study=cfg, log=say, progress=progress)
     trained = dict(result.checkpoints)
     common = {"manifest": manifest, "study": cfg, "log": say, "progress": progress}
-    st, _ = engine_stage(out, "evaluate", "evaluate", cfg.evaluate, _models(trained, set()), **common)
+    st, _ = engine_stage(out, "evaluate", "evaluate", cfg.evaluate, _models(cfg, trained, set()), **common)
     result.stages["evaluate"] = st.folder
     if cfg.grid is not None:
-        st, _ = engine_stage(out, "grid", "robustness", cfg.grid, _models(trained, set()), **common)
+        st, _ = engine_stage(out, "grid", "robustness", cfg.grid, _models(cfg, trained, set()), **common)
         result.stages["grid"] = st.folder
     if cfg.transfer is not None:
-        st, _ = engine_stage(out, "transfer", "transfer", cfg.transfer, _models(trained, set()), **common,
+        st, _ = engine_stage(out, "transfer", "transfer", cfg.transfer, _models(cfg, trained, set()), **common,
                              extra={"transfer": True})
         result.stages["transfer"] = st.folder
     defended = set()
@@ -72,6 +78,7 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, *, progress: bool = True,
         source = cfg.model(d.source)
         assert source.config is not None
         init = trained[d.source]
+        assert init is not None
         sets = {**source.set, "train.init_from": str(init), "defence": d.defence, **d.set}
         result.checkpoints[d.name] = train_stage(out, "defend", d.name, source.config, sets, manifest=manifest,
                                                  study=cfg, log=say, progress=progress,
@@ -79,7 +86,7 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, *, progress: bool = True,
         defended.add(d.name)
     if cfg.compare is not None:
         names = list(dict.fromkeys([d.source for d in cfg.defend] + [d.name for d in cfg.defend]))
-        models = _models({n: result.checkpoints[n] for n in names}, defended)
+        models = _models(cfg, {n: result.checkpoints[n] for n in names}, defended)
         section = dict(cfg.compare)
         sources = {d.source for d in cfg.defend}
         if "reference" not in section and len(sources) == 1:
@@ -96,7 +103,9 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, *, progress: bool = True,
 def _write_index(cfg: StudyConfig, result: StudyResult) -> None:
     out = result.out_dir
 
-    def rel(p: Path) -> str:
+    def rel(p: Path | None) -> str | None:
+        if p is None:
+            return None
         try:
             return str(Path(p).resolve().relative_to(out))
         except ValueError:

@@ -119,6 +119,15 @@ def train_stage(out: Path, kind: str, name: str, cfg_path: str, overrides: dict[
     return best
 
 
+def folder_digest(spec: str) -> str:
+    """sha256 over every file of a model folder (``scheme:FOLDER``): relative paths and contents, in order."""
+    folder = Path(spec.partition(":")[2])
+    h = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        h.update(str(path.relative_to(folder)).encode() + b"\0" + bytes.fromhex(sha256_file(path)))
+    return h.hexdigest()
+
+
 def engine_stage(out: Path, kind: str, command: str, section: dict[str, Any], models: list[dict[str, Any]], *,
                  manifest: Path, study: StudyConfig, log: Callable[[str], None], progress: bool,
                  extra: dict[str, Any] | None = None) -> tuple[Stage, RunResult | None]:
@@ -126,7 +135,8 @@ def engine_stage(out: Path, kind: str, command: str, section: dict[str, Any], mo
     raw = {"seed": study.seed, "device": study.device, **section, **(extra or {}), "manifest": str(manifest),
            "models": models}
     cfg = parse_run_config(raw)
-    shas = {m["name"]: sha256_file(m["checkpoint"]) for m in models if m.get("checkpoint")}
+    shas = {m["name"]: sha256_file(m["checkpoint"]) if m.get("checkpoint") else folder_digest(m["model"])
+            for m in models if m.get("checkpoint") or m.get("model")}
     key = {**{k: v for k, v in to_plain(cfg).items() if k not in ("manifest", "models")},
            "manifest": load_manifest(manifest).digest(),
            "models": [{**{k: v for k, v in m.items() if k != "checkpoint"}, "sha256": shas.get(m["name"])}
