@@ -46,7 +46,7 @@ from volrob.engine.seeds import case_seed
 from volrob.errors import ConfigError, DataError, VolrobError
 from volrob.evaluation.calibrate import sigma_for_ssim
 from volrob.evaluation.sanity import SanityFlag, format_flags
-from volrob.io import atomic_write_text
+from volrob.io import atomic_write_text, shown_path
 
 REGIONS = ("TC", "WT", "ET")
 COMMAND = "robustness"
@@ -244,15 +244,6 @@ def _model_text(cfg: RunConfig) -> str:
     return ", ".join(f"`{m.name}` ({Path(m.checkpoint).name if m.checkpoint else m.model})" for m in cfg.models)
 
 
-def shown(path: str | Path) -> str:
-    """``path`` relative to the working directory when it lies below it (no machine paths in documents)."""
-    p = Path(path)
-    try:
-        return p.resolve().relative_to(Path.cwd().resolve()).as_posix()
-    except ValueError:
-        return p.name
-
-
 def markdown(cfg: RunConfig, rows: list[dict[str, Any]], results: list[dict[str, Any]], command: str,
              seconds: float, n_cases: int, out: str | Path) -> str:
     clean = rows[0]
@@ -260,7 +251,7 @@ def markdown(cfg: RunConfig, rows: list[dict[str, Any]], results: list[dict[str,
         "# Attack strength on the synthetic demo model", "",
         "Produced by (from the repository root, after README command 1, `bash scripts/demo.sh`):", "",
         "```", command, "```", "",
-        f"The grid runs on the experiment engine (`docs/engine.md`): `{shown(out)}` is a `volrob robustness` run "
+        f"The grid runs on the experiment engine (`docs/engine.md`): `{shown_path(out)}` is a `volrob robustness` run "
         "folder (`results.csv`, `summary.csv`, `sanity.json`, `run.json`, one file per unit of work in `units/`), so "
         "a rerun resumes and `volrob robustness` can continue it. The table is read from `summary.csv` "
         "(`clean_mean`, `adversarial_mean`, `rel_degradation` of each cell's Dice and HD95 rows) and `results.csv` "

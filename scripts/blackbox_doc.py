@@ -25,7 +25,7 @@ import pandas as pd
 
 from volrob.errors import DataError, VolrobError
 from volrob.evaluation.summary import paired_wilcoxon
-from volrob.io import atomic_write_text
+from volrob.io import atomic_write_text, shown_path
 
 CONTROL = "sign_noise"
 """The attack of the universal run's control cell: uniform random signs of the same L∞ budget, seeded per case."""
@@ -52,14 +52,6 @@ def universal_table(rows: pd.DataFrame, region: str = "WT") -> pd.DataFrame:
         out.append({"model": model, "cases": len(uni), "clean": clean.mean(), "universal": uni.mean(),
                     "control": noise.mean(), "p_universal_lower": p})
     return pd.DataFrame(out)
-
-
-def shown(path: Path) -> str:
-    """``path`` relative to the working directory when it lies below it (no machine paths in documents)."""
-    try:
-        return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
-    except ValueError:
-        return path.name
 
 
 def _run_json(folder: Path, command: str) -> dict[str, Any]:
@@ -100,10 +92,11 @@ def render(query_dir: Path, universal_dir: Path, figures: Path, doc: Path) -> di
     lines = ["# Query-based and universal black-box attacks on the synthetic demo models", "",
              "Produced by `bash scripts/blackbox_demo.sh` (after README command 1 and `bash scripts/transfer_demo.sh`, "
              "which trains the UNETR and Mamba-style models).", "",
-             f"The query table is read from `{shown(query_dir / 'queries.csv')}` (one row per case, query count, "
+             f"The query table is read from `{shown_path(query_dir / 'queries.csv')}` (one row per case, query count, "
              "region and metric; the score of each count is in column `adversarial`), the universal table from "
-             f"`{shown(universal_dir / 'results.csv')}` (attacks `universal` and `{CONTROL}`, one row per scored "
-             f"`model`, case, region and metric) and `{shown(universal_dir / 'universal' / 'record.json')}` (how the "
+             f"`{shown_path(universal_dir / 'results.csv')}` (attacks `universal` and `{CONTROL}`, one row per scored "
+             f"`model`, case, region and metric) and "
+             f"`{shown_path(universal_dir / 'universal' / 'record.json')}` (how the "
              "perturbation was learned; `delta.npz` beside it).", "",
              "## Square attack (queries only)", "",
              f"Model `{qrows['model'].iloc[0]}`, split `{qrun['config'].get('split')}`, L∞ ε = "

@@ -38,7 +38,7 @@ from volrob.engine.config import RunConfig, load_run_config
 from volrob.engine.kernel import RunResult, run_experiment
 from volrob.errors import ConfigError, DataError, VolrobError
 from volrob.evaluation.compare import compare_models, resolve_reference, setting_label
-from volrob.io import atomic_write_text
+from volrob.io import atomic_write_text, shown_path
 from volrob.report.compare_plot import plot_comparison
 
 REGIONS = ("TC", "WT", "ET")
@@ -176,15 +176,6 @@ def _versus(wt: dict[str, Any], key: str, p: str) -> dict[str, Any]:
             "WT_p": float(wt[p])}
 
 
-def _shown(path: str | Path) -> str:
-    """``path`` relative to the working directory when it lies below it (no machine paths in documents)."""
-    p = Path(path)
-    try:
-        return p.resolve().relative_to(Path.cwd().resolve()).as_posix()
-    except ValueError:
-        return p.name
-
-
 def model_lines(cfg: RunConfig, table: pd.DataFrame, provenances: dict[str, dict[str, Any]]) -> list[str]:
     """One Markdown bullet per model (``provenances``: each model's checkpoint provenance, empty for an external
     model): checkpoint file (or factory), defence and its parameters, init_from."""
@@ -196,9 +187,9 @@ def model_lines(cfg: RunConfig, table: pd.DataFrame, provenances: dict[str, dict
         params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                            for k, v in rec["params"].items()) or "no parameters"
         init = prov.get("init_from")
-        init_txt = f"; fine-tuned from `{_shown(init['path'])}`" if isinstance(init, dict) else ""
+        init_txt = f"; fine-tuned from `{shown_path(init['path'])}`" if isinstance(init, dict) else ""
         ref = " (**reference**)" if m.name == reference else ""
-        where = _shown(m.checkpoint) if m.checkpoint else m.model
+        where = shown_path(m.checkpoint) if m.checkpoint else m.model
         lines.append(f"- `{m.name}`{ref}: `{where}`, defence `{rec['name']}` ({params}){init_txt}")
     return lines
 
@@ -209,7 +200,7 @@ def markdown(cfg: RunConfig, table: pd.DataFrame, rows: list[dict[str, Any]], re
     lines = [
         "# Defences: robust checkpoints against a clean reference", "",
         "Produced by (from the repository root):", "", "```", command, "```", "",
-        f"The grid runs on the experiment engine (`docs/engine.md`): `{_shown(out)}` is a `volrob robustness` run "
+        f"The grid runs on the experiment engine (`docs/engine.md`): `{shown_path(out)}` is a `volrob robustness` run "
         "folder whose `comparison.csv` (one row per `model`, setting and region, against the `reference`) holds "
         "every number below; each model's defence is the one recorded in its checkpoint.", "",
         f"Split `{cfg.split}` ({n_cases} case(s)), seed {cfg.seed}. Budgets in 1/255 of the [0, 1] attack space. "

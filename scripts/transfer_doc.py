@@ -25,21 +25,13 @@ import torch
 
 from volrob.analysis.spectrum import spectrum_table
 from volrob.errors import DataError, VolrobError
-from volrob.io import atomic_write_text
+from volrob.io import atomic_write_text, shown_path
 from volrob.report.spectrum_plot import spectrum_plot
 
 
 def _label(attack: str, key: Any, budget: Any) -> str:
     value = f"{budget:g}" if isinstance(budget, float) else str(budget)
     return f"{attack} {key}={value}" if isinstance(key, str) and key else attack
-
-
-def shown(path: Path) -> str:
-    """``path`` relative to the working directory when it lies below it (no machine paths in documents)."""
-    try:
-        return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
-    except ValueError:
-        return path.name
 
 
 def heatmap_stem(attack: str, key: Any, budget: Any) -> str:
@@ -121,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         "# Transfer attacks between architectures (synthetic demo)", "",
         "Command (from the repository root, after README command 1):", "", "```", args.command, "```", "",
-        f"`{shown(run)}` is a `volrob transfer` run folder (`docs/engine.md`): `results.csv` has one row per case, "
+        f"`{shown_path(run)}` is a `volrob transfer` run folder (`docs/engine.md`): `results.csv` has one row per "
+        "case, "
         "scored `model`, crafting `source`, attack, budget, region and metric; `matrices.csv` the matrices below (one "
         "row per attack, budget, source and scored `model`); `bands_summary.csv` the band table; each crafted "
         "perturbation is kept in `units/<cell>/<case>.npz` (the spectra are drawn from them).", "",

@@ -31,7 +31,7 @@ from volrob.engine.cells import Cell
 from volrob.engine.config import RunConfig, load_run_config
 from volrob.engine.kernel import RunResult, run_complete
 from volrob.errors import ConfigError, DataError, VolrobError
-from volrob.io import atomic_write_text
+from volrob.io import atomic_write_text, shown_path
 
 REGIONS = ("TC", "WT", "ET")
 COMMAND = "robustness"
@@ -122,15 +122,6 @@ def _fmt(v: Any, spec: str = ".3f") -> str:
     return "–" if v is None or (isinstance(v, float) and v != v) else format(v, spec)
 
 
-def shown(path: str | Path) -> str:
-    """``path`` relative to the working directory when it lies below it (no machine paths in documents)."""
-    p = Path(path)
-    try:
-        return p.resolve().relative_to(Path.cwd().resolve()).as_posix()
-    except ValueError:
-        return p.name
-
-
 def _rescale_text(r: dict[str, Any]) -> str:
     if r["output_rescale"] == "none":
         return "none"
@@ -168,7 +159,7 @@ def markdown(cfg: RunConfig, rows: list[dict[str, Any]], command: str, seconds: 
         f"{first['steps']} steps (the paper uses 20; fewer here to fit a 2-core CPU), q_max {first['q_max']:g}, "
         f"blocks {'×'.join(str(b) for b in first['block'])}, the attack's default loss, brain mask, exact "
         "full-volume windowed gradient. The grid runs on the experiment engine (`docs/engine.md`): "
-        f"`{shown(out)}` is a `volrob robustness` run folder, so a rerun resumes. Dice is scored with the "
+        f"`{shown_path(out)}` is a `volrob robustness` run folder, so a rerun resumes. Dice is scored with the "
         "checkpoint's overlapping gaussian sliding window on the source grid; mean over cases.", "",
         f"Clean mean Dice: TC {first['clean_TC_dice']:.3f}, WT {first['clean_WT_dice']:.3f}, "
         f"ET {first['clean_ET_dice']:.3f}.", "",
