@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from volrob.data.cases import inspect_case
-from volrob.data.manifest import Case, Manifest
-from volrob.data.readers import read_label
+from volrob.data.manifest import Manifest
 
 EMPTY_LABEL = "label map is empty (no tumour): its scores follow the empty policy (docs/metrics.md)"
 
@@ -36,19 +35,10 @@ class CaseVerdict:
 def iter_verdicts(manifest: Manifest, *, verify_hashes: bool = True, backend: str = "nibabel") -> Iterator[CaseVerdict]:
     """Check the cases one at a time (for progress output on large datasets)."""
     for case in manifest.cases:
-        _, problems = inspect_case(manifest, case, backend=backend, verify_hashes=verify_hashes, keep=False)
-        warnings = [] if problems else label_warnings(manifest, case, backend=backend)
+        data, problems = inspect_case(manifest, case, backend=backend, verify_hashes=verify_hashes, keep=True)
+        empty = data is not None and data.label is not None and not np.any(data.label)
+        warnings = [f"{manifest.resolve(case.label)}: {EMPTY_LABEL}"] if empty and case.label is not None else []
         yield CaseVerdict(case.id, case.split, [str(p) for p in problems], warnings)
-
-
-def label_warnings(manifest: Manifest, case: Case, *, backend: str = "nibabel") -> list[str]:
-    """Warnings about a readable case's label: an empty label map, named with its file."""
-    if case.label is None:
-        return []
-    path = manifest.resolve(case.label)
-    if np.any(np.asarray(read_label(path, backend=backend).array)):
-        return []
-    return [f"{path}: {EMPTY_LABEL}"]
 
 
 def check_manifest(manifest: Manifest, *, verify_hashes: bool = True, backend: str = "nibabel") -> list[CaseVerdict]:
