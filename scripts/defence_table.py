@@ -38,6 +38,7 @@ from volrob.engine.config import RunConfig, load_run_config
 from volrob.engine.kernel import RunResult, run_experiment
 from volrob.errors import ConfigError, DataError, VolrobError
 from volrob.evaluation.compare import compare_models, resolve_reference, setting_label
+from volrob.evaluation.controls import matched_controls, schedule_key
 from volrob.io import atomic_write_text, shown_path
 from volrob.report.compare_plot import plot_comparison
 
@@ -92,33 +93,6 @@ def check_vaft(table: pd.DataFrame, *, alpha: float = 0.05) -> list[dict[str, An
              "text": f"`{r['model']}` vs `{r['reference']}` under {setting_label(r)}: mean WT Dice margin "
                      f"{_ci(r, 'diff_adversarial')}, one-sided paired Wilcoxon p={r['p_adversarial_greater']:.3g} "
                      f"(n={int(r['n_paired'])}, needs < {alpha:g})"} for r in rows]
-
-
-SCHEDULE_IGNORED = ("device", "amp", "init_from")  # where a run ran, not what it learnt; init_from by its sha256
-
-
-def schedule_key(provenance: dict[str, Any]) -> str:
-    """What a checkpoint's training did apart from its defence: seed, data (manifest sha256), the ``train``
-    options and the sha256 of the checkpoint it was fine-tuned from. Equal keys: the same schedule."""
-    train = (provenance.get("config") or {}).get("train") or {}
-    init = provenance.get("init_from")
-    return json.dumps({"seed": provenance.get("seed"), "manifest": provenance.get("manifest_sha256"),
-                       "init_from": init.get("sha256") if isinstance(init, dict) else None,
-                       "train": {k: v for k, v in train.items() if k not in SCHEDULE_IGNORED}},
-                      sort_keys=True, default=str)
-
-
-def matched_controls(schedules: dict[str, str], controls: list[str]) -> dict[str, str]:
-    """For each model that is not a control, the first control in ``controls`` trained on the same schedule
-    (models without one are left out)."""
-    out = {}
-    for model, key in schedules.items():
-        if model in controls:
-            continue
-        same = [c for c in controls if schedules[c] == key]
-        if same:
-            out[model] = same[0]
-    return out
 
 
 def against_control(checks: list[dict[str, Any]], control_tables: dict[str, pd.DataFrame],

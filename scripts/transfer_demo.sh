@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Transfer matrices on the synthetic demo data (docs/transfer_demo.md). Needs README command 1 first
+# Transfer matrices on the synthetic demo data (docs/transfer_demo/report.md). Needs README command 1 first
 # (`bash scripts/demo.sh`: data in runs/demo/data and the UNet in runs/demo/unet). Trains the UNETR and the
 # Mamba-style model on the same data with the foundation's configs (skipped when their best.pt exists), with
 # shorter schedules than the UNet's 30 epochs because both are several times slower per epoch on a CPU (UNETR 15
 # epochs, Mamba-style 8), runs `volrob transfer configs/transfer/demo.yaml` (resumable; writes results.csv,
-# matrices.csv, heatmaps/, bands.csv, bands_summary.csv and sanity.json in $out/transfer) and renders the document
-# into ${DOCS:-docs}/transfer_demo.md (set DOCS to render a trial run elsewhere).
+# matrices.csv, heatmaps/, bands.csv, bands_summary.csv, views/ and sanity.json in $out/transfer) and writes its
+# report (volrob report) to ${DOCS:-docs}/transfer_demo/report.md (set DOCS to render a trial run elsewhere).
 set -euo pipefail
 out="${1:-runs/demo}"
 seed="${SEED:-0}"
@@ -23,5 +23,6 @@ volrob transfer configs/transfer/demo.yaml -o "$out/transfer" --set "seed=$seed"
   --set "manifest=$out/data/manifest.json" --set "models=[{name: unet, checkpoint: $out/unet/best.pt},
   {name: unetr, checkpoint: $out/unetr/best.pt}, {name: umamba, checkpoint: $out/umamba/best.pt}]"
 [ -f "$out/transfer/matrices.csv" ] || { echo "transfer demo: $out/transfer/matrices.csv was not written" >&2; exit 1; }
-python scripts/transfer_doc.py --run "$out/transfer" --doc "$docs/transfer_demo.md" --figures "$docs/transfer"
+volrob report "$out/transfer" -o "$docs/transfer_demo/report.md" \
+  --title "Transfer attacks between a UNet, a UNETR and a Mamba-style model (synthetic demo)"
 echo "transfer demo finished in $(( $(date +%s) - start )) s"

@@ -224,7 +224,7 @@ def markdown(cfg: RunConfig, rows: list[dict[str, Any]], command: str, seconds: 
 DEFAULT_SETUP = ("Data and model: synthetic BraTS-like data and the small demo UNet made by `bash scripts/demo.sh` "
                  "(`volrob synth`: 30 cases of 96³, seed 0, 21 train / 3 validation / 6 test; `volrob train "
                  "configs/unet.yaml`: MONAI residual UNet, channels 16/32/64/128, 30 epochs, seed 0; see "
-                 "`docs/demo.md`).")
+                 "`docs/demo/report.md`).")
 
 
 def main(argv: list[str] | None = None) -> int:

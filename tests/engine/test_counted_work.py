@@ -43,7 +43,7 @@ def _cfg(manifest: Path, first: Path, second: Path, attacks: list[dict[str, Any]
     return parse_run_config({"seed": 0, "split": "train", "max_cases": 2, "manifest": str(manifest),
                              "models": [{"name": "a", "checkpoint": str(first)},
                                         {"name": "b", "checkpoint": str(second)}],
-                             "attacks": attacks})
+                             "attacks": attacks, "outputs": {"views": False}})  # views prepare their cases again
 
 
 ATTACKS = [{"attack": "gaussian_noise", "eps": [2, 4, 8]}, {"attack": "fgsm", "eps": [4, 8]}]

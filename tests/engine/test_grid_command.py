@@ -135,7 +135,10 @@ def test_tables_and_records(grid: Grid) -> None:
 
 def test_per_attack_window_reaches_crafting_only(grid: Grid) -> None:
     crafted = dict(grid.seen.crafted)
-    assert sorted(crafted) == sorted(grid.cells) and len(grid.seen.crafted) == 4  # each unit crafted once
+    # each unit crafted once, then each cell's worst case once more for its view (a grid keeps no perturbation),
+    # with the same crafting window
+    assert sorted(crafted) == sorted(grid.cells) and len(grid.seen.crafted) == 4 + 4
+    assert all(crafted[cell] == window for cell, window in grid.seen.crafted)
     tiles, exact = grid.cells[3], grid.cells[1]
     assert crafted[tiles]["gradient"] == "tiles" and crafted[exact]["gradient"] == "exact"
     assert all(w["sw_batch_size"] == RUN_WINDOW["sw_batch_size"] for w in crafted.values())  # the run window too

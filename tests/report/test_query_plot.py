@@ -1,4 +1,5 @@
-"""Dice vs queries figure: per-model means over cases (checked on the drawn lines), valid PNG, one-line errors."""
+"""Dice vs queries figure: per-model means over cases (checked on the drawn lines), axes from 0 (Dice 0..1), a title
+with attack, region and n, valid PNG, one-line errors."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from volrob.errors import ConfigError
-from volrob.report.query_plot import query_plot
+from volrob.report.query_plot import query_figure, query_plot
 
 query_plot_module = importlib.import_module("volrob.report.query_plot")
 
@@ -68,6 +69,7 @@ def test_bad_query_plot_inputs(tmp_path: Path) -> None:
     cases = [
         (lambda: query_plot(_table().to_dict(), png), "DataFrame"),
         (lambda: query_plot(_table().drop(columns="queries"), png), "queries"),
+        (lambda: query_plot(_table().drop(columns="case"), png), "case"),
         (lambda: query_plot(_table().rename(columns={"adversarial": "score"}), png), "adversarial"),
         (lambda: query_plot(_table(), png, region="XX"), "region 'XX'"),
         (lambda: query_plot(_table(), png, metric="hd95"), "metric 'hd95'"),
@@ -81,3 +83,16 @@ def test_bad_query_plot_inputs(tmp_path: Path) -> None:
             call()
         assert "\n" not in str(err.value)
     assert not png.exists()
+
+
+def test_axes_start_at_zero_and_the_title_says_what_is_shown() -> None:
+    narrow = _table().assign(adversarial=lambda t: 0.743 + 0.003 * (t["queries"] > 0), attack="square")
+    ax = query_figure(narrow).axes[0]
+    assert ax.get_ylim() == (0.0, 1.0)  # a 0.3 % change is not blown up to the full height
+    assert ax.get_title() == "Dice (WT) vs queries: square\non A, B, n = 1–2 cases"  # B has one case
+    ax = query_figure(_table(), region="TC").axes[0]
+    assert ax.get_ylim() == (0.0, 1.0) and "black-box attack" in ax.get_title() and "(TC)" in ax.get_title()
+    hd = _table().assign(metric="hd95", adversarial=lambda t: 10.0 + t["queries"] / 100)
+    ax = query_figure(hd, metric="hd95").axes[0]
+    assert ax.get_ylim()[0] == 0.0 and ax.get_ylim()[1] >= 20.0 and ax.get_title().startswith("HD95 (mm) (WT)")
+    assert [line.get_linestyle() for line in ax.get_lines()][:2] == ["-", "--"] and ax.get_xscale() == "log"

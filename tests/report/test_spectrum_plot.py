@@ -1,4 +1,5 @@
-"""Spectrum and band figures: valid PNGs, atomic saves, one-line errors for bad input."""
+"""Spectrum and band figures: the drawn values and titles (attack, budget, source, n; the white-box bar marked),
+valid PNGs, atomic saves, one-line errors for bad input."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ import torch
 from matplotlib.figure import Figure
 
 from volrob.analysis import spectrum_table
-from volrob.errors import ConfigError
-from volrob.report import band_bar_plot, spectrum_plot
+from volrob.errors import ConfigError, DataError
+from volrob.report import band_bar_figure, band_bar_plot, spectrum_figure, spectrum_plot
 
 
 def _spectra() -> pd.DataFrame:
@@ -81,9 +82,35 @@ def test_bad_plot_inputs(tmp_path: Path) -> None:
         (lambda: band_bar_plot(_bands().drop(columns="band"), png), "band"),
         (lambda: band_bar_plot(_bands().assign(value="high"), png), "value"),
         (lambda: band_bar_plot(_bands(), 3), "png"),
+        (lambda: band_bar_plot(_bands().assign(white_box="?"), png), "white_box"),
     ]
     for call, word in cases:
-        with pytest.raises(ConfigError, match=word) as err:
+        with pytest.raises((ConfigError, DataError), match=word) as err:
             call()
         assert "\n" not in str(err.value)
     assert not png.exists()
+
+
+def test_band_bars_are_the_mean_drops_with_a_titled_legend() -> None:
+    table = pd.DataFrame({"name": ["unet", "unet", "vit", "vit"], "band": ["low", "high", "low", "high"],
+                          "value": [0.2, -0.03, 0.05, 0.01], "white_box": [True, True, False, False]})
+    ax = band_bar_figure(table, attack="pgd", budget="eps=8", source="unet", n=3).axes[0]
+    legend = ax.get_legend()
+    assert legend.get_title().get_text() == "scored model"
+    assert [t.get_text() for t in legend.get_texts()] == ["unet (white-box)", "vit"]
+    heights = [p.get_height() for p in ax.patches]
+    assert heights == [0.2, -0.03, 0.05, 0.01]  # a negative drop stays negative
+    assert " ".join(ax.get_title().split()) == ("WT Dice drop per frequency band: pgd, eps=8, crafted on unet, "
+                                                "n = 3 cases")
+    assert "drop" in ax.get_ylabel()
+    assert any(list(line.get_ydata()) == [0.0, 0.0] for line in ax.get_lines())  # the zero line
+    averaged = band_bar_figure(_bands(), source="VAFA", n=[2, 3]).axes[0]
+    assert [p.get_height() for p in averaged.patches] == pytest.approx([0.6, 0.8, 0.3, 0.8])
+    assert [t.get_text() for t in averaged.get_legend().get_texts()] == ["PGD", "VAFA (white-box)"]
+    assert averaged.get_title().endswith("crafted on VAFA, n = 2–3 cases")
+
+
+def test_spectrum_title_gets_n_and_the_legend_names_perturbations() -> None:
+    ax = spectrum_figure(_spectra(), title="spectra", n=4).axes[0]
+    assert ax.get_title() == "spectra, n = 4 cases" and ax.get_legend().get_title().get_text() == "perturbation"
+    assert spectrum_figure(_spectra()).axes[0].get_title() == "DCT energy spectrum of the perturbations"

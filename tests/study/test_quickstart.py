@@ -30,7 +30,10 @@ def test_quickstart_study(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     noise = grid[(grid.attack == "gaussian_noise") & (grid.region == "WT") & (grid.metric == "dice")]
     assert noise["rel_degradation"].abs().max() < 0.05  # noise of the same budget barely matters
     assert (out / index["stages"]["compare"] / "comparison.png").is_file()
-    capsys.readouterr()
+    page = (out / "report.html").read_text(encoding="utf-8")
+    for section in ("overview", "training", "clean", "whitebox", "transfer", "defences", "worst"):
+        assert f'<section id="{section}">' in page
+    assert capsys.readouterr().out.rstrip().endswith(f"report: {out / 'report.html'}")
     tic = time.perf_counter()
     assert main(["run", "configs/studies/quickstart.yaml", "-o", str(out), "--quiet"]) == 0
     assert time.perf_counter() - tic < 60  # the second run is served from the cache

@@ -14,7 +14,7 @@ from volrob.utils.host_memory import retain_unless_disabled
 # Each module ``volrob.cli.<name>_cmd`` defines ``register(subparsers)``, which adds its parser and sets
 # ``func`` (``Callable[[argparse.Namespace], int]``) as the parser default.
 COMMANDS: tuple[str, ...] = ("models", "synth", "manifest", "train", "evaluate", "attack", "robustness", "transfer",
-                             "query", "universal", "run", "inspect", "score")
+                             "query", "universal", "run", "inspect", "score", "report")
 
 
 def build_parser() -> argparse.ArgumentParser:

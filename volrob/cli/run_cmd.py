@@ -65,4 +65,6 @@ def run(args: argparse.Namespace) -> int:
         print("transfer:\n" + matrix_text(matrices, names, list(dict.fromkeys(matrices["model"]))))
     for stage, folder in result.stages.items():
         print(f"  {stage:<9} {folder}")
+    if result.report is not None:
+        print(f"\nreport: {result.report}")
     return 0

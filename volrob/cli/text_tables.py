@@ -6,8 +6,8 @@ import pandas as pd
 
 from volrob.data.labels import REGIONS
 from volrob.engine.kernel import RunResult
-from volrob.engine.outputs import budget_text
 from volrob.evaluation.transfer_matrix import pivot
+from volrob.report.labels import budget_text
 
 
 def run_line(result: RunResult) -> str:

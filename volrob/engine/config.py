@@ -96,11 +96,13 @@ class BandsConfig:
 @dataclass
 class OutputsConfig:
     """What is written beside the tables: adversarial volumes (float32 NIfTI, source affine), predicted label maps
-    of the clean inputs, and the perturbations themselves (needed to score targets added later)."""
+    of the clean inputs, the perturbations themselves (needed to score targets added later), and each attack cell's
+    worst-case views (:mod:`volrob.engine.views`; on by default)."""
 
     volumes: bool = False
     predictions: bool = False
     perturbations: bool = False
+    views: bool = True
 
 
 @dataclass

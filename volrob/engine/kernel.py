@@ -40,8 +40,11 @@ from volrob.engine.progress import Progress, format_seconds
 from volrob.engine.scoring import run_metric_set
 from volrob.engine.store import RunStore
 from volrob.engine.tables import Tables, merge
+from volrob.engine.views import write_views
 from volrob.engine.work import WorkContext, attack_params, attack_unit, clean_params, clean_unit, failed
 from volrob.errors import DataError
+from volrob.evaluation.controls import schedule_key
+from volrob.report.figure import SYNTHETIC_NOTE, figure_note
 from volrob.utils.config import to_plain
 from volrob.utils.runtime import environment
 
@@ -97,7 +100,9 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, *, command: str, progres
                    echo: Callable[[str], None] = print) -> RunResult:
     """Run every missing unit of ``cfg`` into ``out_dir`` (see the module docstring)."""
     tic = time.perf_counter()
-    metric_set = run_metric_set(cfg, load_manifest(cfg.manifest).label_convention)  # bad metrics fail before work
+    manifest = load_manifest(cfg.manifest)
+    metric_set = run_metric_set(cfg, manifest.label_convention)  # bad metrics fail before work
+    note = SYNTHETIC_NOTE if manifest.layout == "synthetic" else None  # on every figure the run draws
     info, device = distributed.setup(cfg.device)
     store = RunStore(out_dir)
     if info.is_main or not force:
@@ -145,6 +150,8 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, *, command: str, progres
     finally:
         reporter.close()
     distributed.barrier()
+    with figure_note(note):
+        write_views(ctx, cases, cells, echo=echo)  # each cell's worst case, shared over ranks; ends with a barrier
     result = RunResult(Path(out_dir), cfg, cells, cases.ids, n_todo, len(units) + len(cleans) - n_todo,
                        estimate_seconds=estimate, rank=info.rank, world_size=info.world_size, pool=pool)
     if info.is_main:
@@ -152,7 +159,8 @@ def run_experiment(cfg: RunConfig, out_dir: str | Path, *, command: str, progres
 
         sha = {name: pool.sha(name) for name in [m.name for m in cfg.models]}
         result.tables = merge(store, cells, cases.ids, cfg.split, cleans, region=cfg.region, sha=sha)
-        result.outputs = write_outputs(result, store)
+        with figure_note(note):
+            result.outputs = write_outputs(result, store)
         notes = case_notes(store, cleans, units)
         for line in notes["warnings"]:
             echo(f"warning: {line}")
@@ -256,7 +264,8 @@ def _model_record(pool: ModelPool) -> dict[str, Any]:
     return {name: {"sha256": src.sha256, "defence": src.defence, "window": src.predictor.window.to_dict(),
                    "preprocessing": src.preprocessing.to_dict(), "modalities": list(src.modalities),
                    "output_mode": src.predictor.output_mode,
-                   "origin": {k: v for k, v in src.origin.items() if k != "provenance"}}
+                   "origin": {k: v for k, v in src.origin.items() if k != "provenance"},
+                   "schedule": schedule_key(src.origin["provenance"]) if src.origin.get("provenance") else None}
             for name, src in pool.sources.items()}
 
 

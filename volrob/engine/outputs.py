@@ -32,7 +32,8 @@ from volrob.engine.tables import summarise
 from volrob.evaluation.compare import compare_models, resolve_reference
 from volrob.evaluation.sanity import CELL_COLUMNS, SanityFlag, blackbox_stronger, run_checks
 from volrob.evaluation.summary import summarize
-from volrob.evaluation.transfer_matrix import pivot, transfer_matrices
+from volrob.evaluation.transfer_matrix import transfer_matrices
+from volrob.report.labels import budget_text
 
 if TYPE_CHECKING:
     from volrob.engine.kernel import RunResult
@@ -52,13 +53,6 @@ def _slug(*parts: Any) -> str:
     """A file name from ``parts`` (missing parts skipped, floats as ``8`` not ``8.0``)."""
     text = "_".join(f"{p:g}" if isinstance(p, float) else str(p) for p in parts if p is not None and p == p)
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")
-
-
-def budget_text(key: Any, value: Any) -> str:
-    """``eps=8``, ``q_max=20`` or ``default budget``."""
-    if not isinstance(key, str) or not key:
-        return "default budget"
-    return f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}"
 
 
 def _kind(atk: Attack) -> str:
@@ -154,16 +148,14 @@ def _comparison(result: RunResult, results: pd.DataFrame, store: RunStore) -> pd
 
 
 def _heatmaps(cfg: RunConfig, matrices: pd.DataFrame, store: RunStore) -> list[Path]:
-    from volrob.report.heatmap import transfer_heatmap
+    from volrob.report.heatmap import transfer_plot
 
     sources, targets = cfg.source_names, cfg.target_names
     figures = []
     for (attack, key, budget), g in matrices.groupby(["attack", "budget_key", "budget"], sort=False, dropna=False):
-        panels = [(pivot(g, "dice_drop", sources, targets), f"mean {cfg.region} Dice drop", "Dice drop"),
-                  (pivot(g, "success_rate", sources, targets),
-                   f"attack success rate (drop ≥ {cfg.success_drop:.0%})", "success rate")]
         path = store.root / "heatmaps" / f"{_slug(attack, key, budget)}.png"
-        figures.append(transfer_heatmap(panels, path, title=f"{attack}, {budget_text(key, budget)}: transfer"))
+        figures.append(transfer_plot(g, path, sources=sources, targets=targets, region=cfg.region,
+                                     success_drop=cfg.success_drop))
     return figures
 
 
@@ -185,7 +177,8 @@ def _bands(cfg: RunConfig, bands: pd.DataFrame, store: RunStore) -> list[Path]:
     figures = []
     for (attack, key, budget, source), g in summary.groupby(["attack", "budget_key", "budget", "source"],
                                                              sort=False, dropna=False):
-        table = g.rename(columns={"model": "name", "dice_drop": "value"})[["name", "band", "value"]]
+        table = g.rename(columns={"model": "name", "dice_drop": "value"})[["name", "band", "value", "white_box"]]
         path = store.root / "bands" / f"{_slug(attack, key, budget, source)}.png"
-        figures.append(band_bar_plot(table, path, ylabel=f"{cfg.region} Dice drop"))
+        figures.append(band_bar_plot(table, path, region=cfg.region, attack=str(attack),
+                                     budget=budget_text(key, budget), source=str(source), n=g["n"].astype(int)))
     return figures

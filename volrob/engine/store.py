@@ -7,6 +7,7 @@ Layout of a run folder::
     units/<cell>/<case>.npz       its perturbation (kept for transfer runs and on request)
     clean/<model>/<case>.json     one clean unit: the model's clean scores of the case
     ranks/<rank>.json             which process computed what (pid, host, device, units)
+    views/<cell>.{npz,json,png}   each attack cell's worst case in three planes (:mod:`volrob.engine.views`)
     results.csv, summary.csv, …   merged tables, written last by rank 0 (:mod:`volrob.engine.tables`)
 
 A unit file is written once its unit is complete, by the rank that computed it, through a temporary file and a
@@ -31,7 +32,7 @@ from volrob.io import atomic_write_bytes, atomic_write_text
 from volrob.utils.config import to_plain
 
 RUN_FILE = "run.json"
-OWNED = ("units", "clean", "ranks", "adversarial", "predictions", "heatmaps", "bands", "universal")
+OWNED = ("units", "clean", "ranks", "adversarial", "predictions", "heatmaps", "bands", "universal", "views")
 """Folders a run creates (and ``--force`` removes); tables are removed by name."""
 TABLES = ("results.csv", "summary.csv", "queries.csv", "bands.csv", "bands_summary.csv", "matrices.csv",
           "comparison.csv", "comparison.png", "queries.png", "failures.csv", "sanity.json", RUN_FILE)

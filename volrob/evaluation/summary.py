@@ -139,6 +139,9 @@ class WilcoxonResult:
     pvalue: float
     n: int
     median_difference: float
+    effect_size: float = 0.0
+    """Matched-pairs rank-biserial correlation of ``a - b`` in [-1, 1]: (W+ − W−) / (W+ + W−) over the signed ranks
+    of the non-zero differences (1: every case higher in ``a``; 0 when all differences are zero)."""
 
 
 def _paired_arrays(a: Any, b: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -169,8 +172,20 @@ def paired_wilcoxon(a: Any, b: Any, *, alternative: str = "two-sided") -> Wilcox
     diff = x - y
     median_diff = float(np.median(diff))
     if not diff.any():  # scipy answers statistic 0, p 1 here, with a division warning
-        return WilcoxonResult(0.0, 1.0, int(x.size), median_diff)
+        return WilcoxonResult(0.0, 1.0, int(x.size), median_diff, 0.0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # small-sample / ties notes from scipy
         res = stats.wilcoxon(x, y, alternative=alternative)
-    return WilcoxonResult(float(res.statistic), float(res.pvalue), int(x.size), median_diff)
+    return WilcoxonResult(float(res.statistic), float(res.pvalue), int(x.size), median_diff, rank_biserial(diff))
+
+
+def rank_biserial(diff: np.ndarray) -> float:
+    """Matched-pairs rank-biserial correlation of paired differences: zeros dropped (as the signed-rank test does
+    by default), absolute values ranked with ties averaged, ``(W+ − W−) / (W+ + W−)``; 0 when nothing differs."""
+    d = np.asarray(diff, dtype=float)
+    d = d[d != 0]
+    if d.size == 0:
+        return 0.0
+    ranks = stats.rankdata(np.abs(d))
+    plus, minus = float(ranks[d > 0].sum()), float(ranks[d < 0].sum())
+    return (plus - minus) / (plus + minus)

@@ -1,7 +1,14 @@
-"""Reports: matplotlib figures (Agg, written atomically) and self-contained summaries."""
+"""Reports: matplotlib figures (Agg, written atomically) and self-contained summaries.
 
-from volrob.report.heatmap import transfer_heatmap
-from volrob.report.query_plot import query_plot
-from volrob.report.spectrum_plot import band_bar_plot, spectrum_plot
+Each figure is a pure ``*_figure(table, ...) -> Figure`` and a thin ``*_plot(table, path, ...) -> Path`` writer.
+"""
 
-__all__ = ["band_bar_plot", "query_plot", "spectrum_plot", "transfer_heatmap"]
+from volrob.report.budget_plot import budget_figure, budget_plot, budget_table
+from volrob.report.heatmap import transfer_figure, transfer_plot
+from volrob.report.query_plot import query_figure, query_plot
+from volrob.report.scatter_plot import scatter_figure, scatter_plot
+from volrob.report.spectrum_plot import band_bar_figure, band_bar_plot, spectrum_figure, spectrum_plot
+
+__all__ = ["band_bar_figure", "band_bar_plot", "budget_figure", "budget_plot", "budget_table", "query_figure",
+           "query_plot", "scatter_figure", "scatter_plot", "spectrum_figure", "spectrum_plot", "transfer_figure",
+           "transfer_plot"]

@@ -1,7 +1,8 @@
 """Dice vs queries figure for a query-based attack: mean metric over cases against the query budget (log x).
 
 Query count 0 is the clean input; a log axis has no place for it, so each model's clean mean is drawn as a
-dashed horizontal reference line in the colour of its curve.
+dashed horizontal reference line in the colour of its curve. Dice and NSD axes span 0..1 and HD95 starts at 0, so
+a change of a few thousandths looks like one.
 """
 
 from __future__ import annotations
@@ -10,12 +11,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
 from volrob.errors import ConfigError
 from volrob.report.figure import check_png_path, new_figure, save_png
+from volrob.report.labels import METRIC_LABELS, cases_text, metric_label, metric_limits
 
-QUERY_PLOT_COLUMNS: tuple[str, ...] = ("model", "queries", "region", "metric", "adversarial")
-METRIC_LABELS = {"dice": "Dice", "nsd": "NSD", "hd95": "HD95 (mm)"}
+QUERY_PLOT_COLUMNS: tuple[str, ...] = ("model", "case", "queries", "region", "metric", "adversarial")
+__all__ = ["METRIC_LABELS", "QUERY_PLOT_COLUMNS", "query_figure", "query_plot"]
 
 
 def _selection(table: pd.DataFrame, region: str, metric: str) -> pd.DataFrame:
@@ -38,16 +41,17 @@ def _selection(table: pd.DataFrame, region: str, metric: str) -> pd.DataFrame:
     return sel.assign(queries=queries.astype(int), adversarial=values)
 
 
-def query_plot(table: pd.DataFrame, path: str | Path, *, region: str = "WT", metric: str = "dice") -> Path:
+def query_figure(table: pd.DataFrame, *, region: str = "WT", metric: str = "dice") -> Figure:
     """Mean ``metric`` of ``region`` over cases (the ``adversarial`` column: the most damaging input found so far)
     against the number of queries (log x), one line per ``model``; queries 0 (clean) is drawn as a dashed reference
-    line. ``table`` has the columns of ``queries.csv``."""
+    line. ``table`` has the columns of ``queries.csv``; the title names its ``attack`` (when the column is there),
+    the models and the number of cases (per model; a range when they differ)."""
     sel = _selection(table, region, metric)
-    target = check_png_path(path, "query_plot")
     fig = new_figure((7.0, 4.5))
     ax = fig.add_subplot()
-    label = METRIC_LABELS.get(metric, metric)
-    for model in pd.unique(sel["model"]):
+    label = metric_label(metric)
+    models = list(pd.unique(sel["model"]))
+    for model in models:
         means = sel[sel["model"] == model].groupby("queries", sort=True)["adversarial"].mean()
         attacked = means[means.index > 0]
         line = ax.plot(attacked.index.to_numpy(), attacked.to_numpy(), marker="o", markersize=4,
@@ -58,9 +62,19 @@ def query_plot(table: pd.DataFrame, path: str | Path, *, region: str = "WT", met
     ax.set_xscale("log")
     if int(sel["queries"].max()) == 0:  # clean rows only: give the log axis a range
         ax.set_xlim(1, 10)
+    metric_limits(ax, metric, sel["adversarial"].to_numpy(dtype=float))
     ax.set_xlabel("queries to the model (log scale)")
     ax.set_ylabel(f"mean {label}, {region}")
-    ax.set_title(f"{label} ({region}) vs queries of the black-box attack")
+    attacks = [str(a) for a in pd.unique(sel["attack"])] if "attack" in sel.columns else []
+    by = f": {', '.join(attacks)}" if attacks else " of the black-box attack"
+    ax.set_title(f"{label} ({region}) vs queries{by}\non {', '.join(map(str, models))}, "
+                 f"{cases_text(sel.groupby('model', sort=False)['case'].nunique())}")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
-    return save_png(fig, target)
+    return fig
+
+
+def query_plot(table: pd.DataFrame, path: str | Path, *, region: str = "WT", metric: str = "dice") -> Path:
+    """Write :func:`query_figure` to ``path`` (a .png)."""
+    target = check_png_path(path, "query_plot")
+    return save_png(query_figure(table, region=region, metric=metric), target)

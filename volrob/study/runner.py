@@ -3,7 +3,8 @@ matrix → robust fine-tunes → comparison, every stage cached (:mod:`volrob.st
 spread over the processes of a ``torchrun`` job (training with DDP, units of work sharded).
 
 ``OUTDIR/study.json`` (rank 0) says which folder holds each stage's current outputs, with the study's
-configuration and how long each stage took.
+configuration and how long each stage took; ``OUTDIR/report.html`` (rank 0, rebuilt on every run from the stages'
+tables, :mod:`volrob.report`) is the page to read, with its figures and tables in ``OUTDIR/report_files/``.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ class StudyResult:
     checkpoints: dict[str, Path | None] = field(default_factory=dict)
     """Each model's checkpoint (None for a given model folder, which the study's config names)."""
     seconds: float = 0.0
+    report: Path | None = None
+    """The study's HTML page (``OUTDIR/report.html``), written last by rank 0."""
 
 
 def _models(cfg: StudyConfig, checkpoints: dict[str, Path | None], defended: set[str]) -> list[dict[str, Any]]:
@@ -83,7 +86,8 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, *, progress: bool = True,
         result.checkpoints[d.name] = train_stage(out, "defend", d.name, source.config, sets, manifest=manifest,
                                                  study=cfg, log=say, progress=progress,
                                                  extra_key={"init_sha256": sha256_file(init)})
-        defended.add(d.name)
+        if (d.defence.get("name") or "none") != "none":  # a control: the same fine-tuning without a defence
+            defended.add(d.name)
     if cfg.compare is not None:
         names = list(dict.fromkeys([d.source for d in cfg.defend] + [d.name for d in cfg.defend]))
         models = _models(cfg, {n: result.checkpoints[n] for n in names}, defended)
@@ -96,6 +100,11 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, *, progress: bool = True,
     result.seconds = time.perf_counter() - tic
     if info.is_main:
         _write_index(cfg, result)
+        from volrob.report.build import build_report
+
+        tic = time.perf_counter()
+        result.report = build_report(out, out / "report.html").page
+        say(f"report: written in {time.perf_counter() - tic:.0f} s")
     distributed.barrier()
     return result
 
