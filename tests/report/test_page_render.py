@@ -13,6 +13,7 @@ import pytest
 from volrob.report.assets import Assets, display, fmt, fmt_p, slug
 from volrob.report.figure import new_figure, save_png
 from volrob.report.html_page import render_html
+from volrob.report.inline import is_number
 from volrob.report.markdown_page import render_markdown
 from volrob.report.page import CodeBlock, Details, Gallery, Page, Paragraph, Section, figures
 
@@ -59,7 +60,7 @@ def test_markdown_links_the_committed_files(tmp_path: Path) -> None:
     assets.commit()
     links = re.findall(r"\]\(([^)]+)\)", text)
     assert links and all((md.parent / link).is_file() for link in links)
-    assert "| model | dice |" in text and "| u<b> | 0.812 |" in text
+    assert "| model | dice |\n| --- | ---: |" in text and "| u<b> | 0.812 |" in text  # numbers right-aligned
     assert "> **Warning.** careful" in text and text.startswith("# Report <1>")
 
 
@@ -80,6 +81,14 @@ def test_assets_names_commit_and_discard(tmp_path: Path) -> None:
     third.commit()
     assert [p.name for p in folder.iterdir()] == ["z.png"]
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(("text", "number"), [
+    ("0.812", True), ("-0.000", True), ("+0.009 [+0.006, +0.011]", True), ("12%", True), ("< 0.001", True),
+    ("–", True), ("1e-05", True), ("1,024", True), ("2 min 08 s", False), ("1.6.1", False), ("eps=8", False),
+    ("unet", False), ("", False)])
+def test_numbers_are_told_from_text(text: str, number: bool) -> None:
+    assert is_number(text) is number
 
 
 def test_formatting() -> None:

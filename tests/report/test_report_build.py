@@ -10,15 +10,19 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+import torch
 
+from volrob.analysis.spectrum import spectrum_table
 from volrob.cli.main import main
 from volrob.evaluation.attack_effect import attack_effects
 from volrob.report.budget_plot import budget_table
 from volrob.report.build import build_report
 from volrob.report.results_dir import load_results
 
+ROOT = Path(__file__).resolve().parents[2]
 ALL_SECTIONS = ["overview", "training", "clean", "whitebox", "transfer", "defences", "worst"]
 
 
@@ -44,6 +48,7 @@ def test_study_report_has_every_stage(small_study_dir: Path) -> None:
     for needle in ("Wilcoxon", "effect size", "transfer ratio", "schedule-matched control", "unet_ft",
                    "The exact configuration", "Sanity checks", "torch"):
         assert needle in text, needle
+    assert str(small_study_dir.parent) not in text and str(ROOT) not in text  # no machine's folders on the page
 
 
 def test_tables_beside_the_page_equal_direct_computations(small_study_dir: Path) -> None:
@@ -59,6 +64,18 @@ def test_tables_beside_the_page_equal_direct_computations(small_study_dir: Path)
     pd.testing.assert_frame_equal(pd.read_csv(files / "defences.csv"), comparison, check_dtype=False)
     control = pd.read_csv(files / "defences_vs_control.csv")
     assert set(control["model"]) == {"unet_at"} and set(control["reference"]) == {"unet_ft"}
+    spectra = pd.read_csv(files / "perturbation_spectra.csv")  # the mean spectrum of each cell's stored deltas
+    cells = sorted(p for p in (_stage(small_study_dir, "transfer") / "units").iterdir() if p.is_dir())
+    assert len(cells) == 2 and set(spectra["cases"]) == {2}
+    for cell in cells:
+        frames = []
+        for path in sorted(cell.glob("*.npz")):
+            with np.load(path) as data:
+                delta = torch.from_numpy(np.array(data["delta"], dtype=np.float64))
+            frames.append(spectrum_table({"x": delta.reshape(1, *delta.shape[-4:])})["energy_fraction"].to_numpy())
+        source = cell.name.split("__")[0]
+        mine = spectra[spectra["name"].str.endswith(f" on {source}")]["energy_fraction"].to_numpy()
+        assert np.allclose(mine, np.mean(frames, axis=0))
 
 
 def test_same_results_same_page(small_study_dir: Path, tmp_path: Path) -> None:
@@ -79,15 +96,21 @@ def test_markdown_page(small_study_dir: Path, tmp_path: Path) -> None:
 
 
 def test_sections_of_stages_that_did_not_run_are_left_out(small_study_dir: Path, tmp_path: Path) -> None:
+    # a run folder alone: its models' checkpoints lie in `volrob train` folders, whose logs give the training section
     evaluate = tmp_path / "evaluate"
     shutil.copytree(_stage(small_study_dir, "evaluate"), evaluate)
     report = build_report(evaluate, tmp_path / "e.html")
-    assert report.sections == ["overview", "clean"]
+    assert report.sections == ["overview", "training", "clean"]
+    assert {t.name for t in load_results(evaluate).trained} == {"unet", "given"}
     grid = tmp_path / "grid"
     shutil.copytree(_stage(small_study_dir, "grid"), grid)
-    assert build_report(grid, tmp_path / "g.html").sections == ["overview", "whitebox", "worst"]
+    assert build_report(grid, tmp_path / "g.html").sections == ["overview", "training", "whitebox", "worst"]
     transfer = tmp_path / "transfer"
     shutil.copytree(_stage(small_study_dir, "transfer"), transfer)
+    record = json.loads((transfer / "run.json").read_text())
+    for model in record["models"].values():  # checkpoints without a training folder beside them: no training section
+        model["origin"]["checkpoint"] = str(tmp_path / "elsewhere" / "best.pt")
+    (transfer / "run.json").write_text(json.dumps(record))
     assert build_report(transfer, tmp_path / "t.html").sections == ["overview", "transfer", "worst"]
     assert load_results(transfer).synthetic  # the manifest says so, without the study
 

@@ -1,4 +1,4 @@
-"""README command 1's study, whole (slow: about 10–15 minutes on an idle 2-core CPU; ``pytest -m slow``)."""
+"""README command 1's study, whole (slow: about 17 minutes on an idle 2-core CPU; ``pytest -m slow``)."""
 
 from __future__ import annotations
 

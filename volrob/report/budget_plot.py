@@ -20,6 +20,8 @@ from volrob.report.checks import as_bool, check_columns, finite
 from volrob.report.figure import check_png_path, new_figure, save_png
 from volrob.report.labels import budget_axis_label, cases_text, has_budget, metric_label, metric_limits
 
+PANELS_PER_ROW = 3
+"""Attacks side by side before a new row of panels starts (a wide figure shrinks to unreadable on a page)."""
 BUDGET_COLUMNS: list[str] = ["model", "attack", "budget_key", "budget", "n", "mean", "ci_low", "ci_high"]
 _NEED = ("model", "case", "attack", "budget_key", "budget", "white_box", "region", "metric", "clean", "adversarial")
 
@@ -81,8 +83,13 @@ def budget_figure(table: pd.DataFrame, *, region: str = "WT", metric: str = "dic
     t = table.assign(**{c: finite(table, c, what) for c in ("budget", "n", "mean", "ci_low", "ci_high")})
     attacks, models = list(pd.unique(t["attack"])), list(pd.unique(t["model"]))
     colours = colormaps["tab10" if len(models) <= 10 else "tab20"]
-    fig = new_figure((max(5.5, 4.3 * len(attacks) + 1.5), 4.5))
-    axes = fig.subplots(1, len(attacks), squeeze=False, sharey=True)[0]
+    cols = min(len(attacks), PANELS_PER_ROW)
+    rows_n = -(-len(attacks) // cols)
+    fig = new_figure((max(5.5, 4.3 * cols + 1.5), 0.6 + 3.6 * rows_n))
+    grid = fig.subplots(rows_n, cols, squeeze=False, sharey=True)
+    for ax in grid.flat[len(attacks):]:
+        fig.delaxes(ax)
+    axes = list(grid.flat[:len(attacks)])
     for ax, attack in zip(axes, attacks, strict=True):
         rows = t[t["attack"] == attack]
         for i, model in enumerate(models):
@@ -101,7 +108,8 @@ def budget_figure(table: pd.DataFrame, *, region: str = "WT", metric: str = "dic
         ax.set_title(f"{attack}, {cases_text(rows['n'].astype(int))}{single}")
         ax.grid(True, alpha=0.3)
     metric_limits(axes[0], metric, np.concatenate([t["mean"].to_numpy(), t["ci_high"].to_numpy()]))
-    axes[0].set_ylabel(f"mean {metric_label(metric)}, {region} (95 % bootstrap CI)")
+    for ax in grid[:, 0]:
+        ax.set_ylabel(f"mean {metric_label(metric)}, {region}\n(95 % bootstrap CI)")
     axes[-1].legend(title="scored model", fontsize=8)
     fig.suptitle(f"{metric_label(metric)} ({region}) vs budget, white-box")
     return fig

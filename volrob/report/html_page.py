@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import base64
 import html
-import re
 
-from volrob.report.inline import to_html
+from volrob.report.inline import is_number, to_html
 from volrob.report.page import Block, CodeBlock, Details, FigureBlock, Gallery, Page, Paragraph, TableBlock
 
 STYLE = """
@@ -27,6 +26,7 @@ figure{margin:1em 0}figure img{max-width:100%;height:auto;border:1px solid #e1e6
 figcaption{font-size:.9em;color:#4a5560;margin-top:.3em}
 table{border-collapse:collapse;font-size:.88em;margin:.4em 0 .2em;display:block;overflow-x:auto}
 th,td{border:1px solid #d8dee4;padding:.25em .6em;text-align:left;white-space:nowrap}
+td.text{white-space:normal;min-width:16em;max-width:42em}
 th{background:#f0f3f6}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .gallery{display:flex;flex-wrap:wrap;gap:1em}.gallery figure{flex:1 1 420px;max-width:560px}
 .table-title{font-weight:600;margin-top:1em}.files{font-size:.85em;color:#4a5560}
@@ -45,13 +45,13 @@ def _figure(b: FigureBlock, files: str) -> str:
             "</figcaption></figure>")
 
 
-NUMBER = re.compile(r"^[−+-]?(\d[\d.,]*(e[−+-]?\d+)?%?|< 0\.001|–)( \[.*\])?$")
-"""A cell that holds a number (with an optional interval), right-aligned."""
+LONG = 60
+"""Text cells longer than this wrap instead of widening the table."""
 
 
 def _cell(value: object) -> str:
     text = str(value)
-    cls = ' class="num"' if NUMBER.match(text) else ""
+    cls = ' class="num"' if is_number(text) else ' class="text"' if len(text) > LONG else ""
     return f"<td{cls}>{to_html(text)}</td>"
 
 

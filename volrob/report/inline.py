@@ -6,6 +6,13 @@ import html
 import re
 
 _TOKEN = re.compile(r"(`[^`]+`|\*\*[^*]+\*\*)")
+NUMBER = re.compile(r"^[−+-]?(\d[\d,]*(\.\d+)?(e[−+-]?\d+)?%?|< 0\.001|–)( \[.*\])?$")
+"""A table cell that holds one number (optionally with an interval or a percent sign), or a dash for none."""
+
+
+def is_number(text: str) -> bool:
+    """Whether a table cell reads as a number (right-aligned by both renderers)."""
+    return bool(NUMBER.match(str(text)))
 
 
 def to_html(text: str) -> str:

@@ -7,14 +7,15 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from volrob.report.inline import to_markdown_cell
+from volrob.report.inline import is_number, to_markdown_cell
 from volrob.report.page import Block, CodeBlock, Details, FigureBlock, Gallery, Page, Paragraph, TableBlock
 
 
 def _table(b: TableBlock, link: Callable[[Path], str]) -> str:
     cols = [to_markdown_cell(str(c)) for c in b.frame.columns]
+    numeric = [bool(len(b.frame)) and all(is_number(v) for v in b.frame[c]) for c in b.frame.columns]
     lines = [f"**{b.title}**" + (f" ([csv]({link(b.csv)}))" if b.csv else ""), "",
-             "| " + " | ".join(cols) + " |", "| " + " | ".join(["---"] + ["---:"] * (len(cols) - 1)) + " |"]
+             "| " + " | ".join(cols) + " |", "| " + " | ".join("---:" if n else "---" for n in numeric) + " |"]
     lines += ["| " + " | ".join(to_markdown_cell(str(v)) for v in row) + " |"
               for row in b.frame.itertuples(index=False)]
     if b.caption:

@@ -192,6 +192,31 @@ class ResultsDir:
         return self.data_stage is not None or self.manifest().get("layout") == "synthetic"
 
 
+def trained_beside(run: RunFolder) -> list[TrainedModel]:
+    """The models of a run whose checkpoint lies in a ``volrob train`` output folder (``log.csv`` beside it): their
+    training record is read from the log (best mean validation Dice, its epoch, the summed epoch times)."""
+    out = []
+    for name, rec in (run.record.get("models") or {}).items():
+        ckpt = (rec.get("origin") or {}).get("checkpoint")
+        folder = Path(ckpt).parent if ckpt else None
+        if folder is None or not (folder / "log.csv").is_file():
+            continue
+        model = TrainedModel(name, "train", folder, {})
+        log = model.log
+        if log is None or log.empty:
+            continue
+        if (model.config.get("train") or {}).get("init_from"):
+            model.kind = "defend"
+        val = log.dropna(subset=["val_dice_mean"]) if "val_dice_mean" in log else log.iloc[0:0]
+        if not val.empty:
+            best = val.loc[val["val_dice_mean"].idxmax()]
+            model.stage.update(best_val_dice=float(best["val_dice_mean"]), best_epoch=int(best["epoch"]))
+        if "seconds" in log:
+            model.stage["seconds"] = float(log["seconds"].sum())
+        out.append(model)
+    return out
+
+
 def _run(role: str, path: Path) -> RunFolder:
     record = read_json(path / "run.json")
     if not isinstance(record, dict) or record.get("status") != "finished":
@@ -234,6 +259,6 @@ def load_results(path: str | Path) -> ResultsDir:
         run = _run("", root)
         command = str(run.record.get("command") or "")
         run.role = COMMAND_ROLE.get(command, "grid")
-        return ResultsDir(root, None, {run.role: run})
+        return ResultsDir(root, None, {run.role: run}, trained_beside(run))
     raise DataError("holds neither study.json (volrob run) nor run.json (a volrob command's output folder)",
                     path=root)

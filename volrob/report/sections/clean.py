@@ -24,8 +24,9 @@ def build(ctx: Context) -> Section | None:
                             "bootstrap 95 % interval. HD95 in mm (its definition is named in the table); "
                             "empty predictions are scored, never dropped."))
     if (summary["metric"] == "dice").any():
-        title = f"{ctx.tag()}Clean Dice per model and region"
-        blocks.append(a.figure("clean_dice", lambda p: clean_plot(summary, p, title=title), title))
+        n = run.results["case"].nunique()
+        blocks.append(a.figure("clean_dice", lambda p: clean_plot(summary, p), f"{ctx.tag()}Clean Dice per model "
+                               f"and region (n = {n} case(s))"))
     wide = summary.assign(value=[f"{m:.3f} [{lo:.3f}, {hi:.3f}]" for m, lo, hi in
                                  zip(summary["mean"], summary["ci_low"], summary["ci_high"], strict=True)])
     shown = wide.pivot_table(index=["model", "region"], columns="metric", values="value", aggfunc="first",

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import yaml
 
+from volrob.io import shown_path
 from volrob.report.assets import display
 from volrob.report.labels import budget_text
 from volrob.report.page import CodeBlock, Details, Paragraph, Section, TableBlock
@@ -35,7 +37,7 @@ def _models(ctx: Context) -> pd.DataFrame:
     for name, rec in seen.items():
         origin = rec.get("origin") or {}
         t = trained.get(name)
-        kind = "given" if t is None else ("fine-tuned" if t.kind == "defend" else "trained here")
+        kind = "given" if t is None else ("fine-tuned" if t.kind == "defend" else "trained")
         log = t.log if t is not None else None
         rows.append({"model": name, "network": origin.get("model") or origin.get("folder") or "–",
                      "defence": rec.get("defence") or "none", "how": kind,
@@ -80,15 +82,20 @@ def _stages(ctx: Context) -> pd.DataFrame:
         rows.append({"stage": f"{'robust fine-tune' if t.kind == 'defend' else 'training'} {t.name}",
                      "command": "train", "split": "train", "cases": None, "attack settings": None,
                      "units of work": None, "failed": None, "time": seconds_text(t.stage.get("seconds")),
-                     "folder": str(t.folder.relative_to(ctx.results.root)) if t.folder.is_relative_to(
-                         ctx.results.root) else str(t.folder)})
+                     "folder": _folder(ctx, t.folder)})
     return pd.DataFrame(rows)
 
 
 def _rel(ctx: Context, run: RunFolder) -> str:
-    root = ctx.results.root.resolve()
-    path = run.path.resolve()
-    return str(path.relative_to(root)) if path.is_relative_to(root) and path != root else "."
+    return _folder(ctx, run.path)
+
+
+def _folder(ctx: Context, folder: Path) -> str:
+    """A folder as the page shows it: relative to the results, else to the working directory (never absolute)."""
+    root, path = ctx.results.root.resolve(), folder.resolve()
+    if path == root:
+        return "."
+    return str(path.relative_to(root)) if path.is_relative_to(root) else shown_path(path)
 
 
 def budgets(run: RunFolder) -> pd.DataFrame:
@@ -147,6 +154,18 @@ def flags_table(ctx: Context) -> tuple[pd.DataFrame, list[Details]]:
     return frame, evidence
 
 
+def shown_paths(value: Any) -> Any:
+    """``value`` with every absolute path replaced by :func:`~volrob.io.shown_path` (a page shows no machine's
+    folders)."""
+    if isinstance(value, dict):
+        return {k: shown_paths(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [shown_paths(v) for v in value]
+    if isinstance(value, str) and value.startswith("/"):
+        return shown_path(value)
+    return value
+
+
 def build(ctx: Context) -> Section:
     """The overview section (always present)."""
     res = ctx.results
@@ -184,6 +203,7 @@ def build(ctx: Context) -> Section:
                               "A raised flag is a reason to look closer before trusting a number, not a verdict."))
         blocks += evidence
     config = res.study.get("config") if res.study is not None else next(iter(res.runs.values())).config
-    blocks.append(Details("The exact configuration that produced these results",
-                          [CodeBlock(yaml.safe_dump(json.loads(json.dumps(config, default=str)), sort_keys=False))]))
+    plain = shown_paths(json.loads(json.dumps(config, default=str)))
+    blocks.append(Details("The exact configuration that produced these results (absolute paths shown relative to "
+                          "the folder the report was made in)", [CodeBlock(yaml.safe_dump(plain, sort_keys=False))]))
     return Section("overview", "At a glance", blocks)

@@ -13,8 +13,8 @@ def build(ctx: Context) -> Section | None:
     if not logs:
         return None
     a = ctx.assets
-    title = f"{ctx.tag()}Training curves of {len(logs)} model(s)"
-    fig = a.figure("training", lambda p: training_plot(logs, p, title=title), title,
+    title = f"Training curves of {len(logs)} model(s)"
+    fig = a.figure("training", lambda p: training_plot(logs, p, title=title), ctx.tag() + title,
                    "Fine-tunes start from their source's weights; their epochs count from 1.")
     text = "; ".join(f"{t.name}: best mean validation Dice {t.stage.get('best_val_dice', float('nan')):.3f} at "
                      f"epoch {t.stage.get('best_epoch')}" for t in ctx.results.trained if t.name in logs)

@@ -15,7 +15,7 @@ from volrob.report.assets import display
 from volrob.report.figure import save_png
 from volrob.report.heatmap import transfer_figure
 from volrob.report.labels import budget_text
-from volrob.report.page import Details, Paragraph, Section
+from volrob.report.page import Details, Gallery, Paragraph, Section
 from volrob.report.results_dir import RunFolder
 from volrob.report.sections.context import Context
 from volrob.report.spectrum_plot import band_bar_plot, spectrum_plot
@@ -91,13 +91,21 @@ def build(ctx: Context) -> Section | None:
             blocks.append(Paragraph("Black-box stronger than white-box: not raised. No transferred perturbation hurt "
                                     "a target more than the target's own white-box attack of the same budget did "
                                     "(beyond the check's tolerance)."))
-    spectra = perturbation_spectra(run)
-    if not spectra.empty:
-        title = f"{ctx.tag()}DCT energy spectrum of the transferred perturbations"
-        blocks.append(a.figure("perturbation_spectra", lambda p: spectrum_plot(spectra, p, title=title), title,
+    per_case = perturbation_spectra(run)
+    if not per_case.empty:
+        spectra = per_case.groupby(["name", "bin_lo", "bin_hi"], sort=False).agg(
+            energy_fraction=("energy_fraction", "mean"), case=("case", "nunique")).reset_index()
+        title = "DCT energy spectrum of the transferred perturbations"
+        n = int(spectra["case"].max())
+        blocks.append(a.figure("perturbation_spectra", lambda p: spectrum_plot(spectra, p, title=title, n=n),
+                               ctx.tag() + title,
                                "Share of each perturbation's energy by normalised DCT frequency radius, mean over "
-                               f"its {spectra['case'].nunique()} stored case(s)."))
-        blocks.append(Details("Spectrum table", [a.table("perturbation_spectra", spectra, "Radial DCT spectra")]))
+                               f"its {n} stored case(s)."))
+        blocks.append(Details("Spectrum table", [a.table(
+            "perturbation_spectra", spectra.rename(columns={"case": "cases"}),
+            "Radial DCT spectra: mean share of the energy per radius bin", shown=display(
+                spectra.rename(columns={"case": "cases"}), {"energy_fraction": ".4f", "bin_lo": ".4f",
+                                                            "bin_hi": ".4f"}))]))
     bands = run.table("bands_summary.csv")
     if bands is not None and not bands.empty:
         blocks += _band_blocks(ctx, run, bands)
@@ -106,20 +114,23 @@ def build(ctx: Context) -> Section | None:
 
 def _band_blocks(ctx: Context, run: RunFolder, bands: pd.DataFrame) -> list:
     a, region = ctx.assets, run.region
-    blocks: list = [Paragraph("Each perturbation was also split into DCT frequency bands and every band scored on "
-                              "every target: which frequencies carry the damage, and which transfer.")]
+    figures = []
     for (attack, key, budget, source), g in bands.groupby(["attack", "budget_key", "budget", "source"], sort=False,
                                                           dropna=False):
         what = budget_text(key, budget)
         n = int(g["n"].max())
         table = g.rename(columns={"model": "name", "dice_drop": "value"})
-        title = f"{ctx.tag()}{region} Dice drop per frequency band: {attack}, {what}, crafted on {source}"
 
         def draw(path: Path, t: pd.DataFrame = table, at: str = str(attack), w: str = what, s: str = str(source),
                  k: int = n) -> Path:
             return band_bar_plot(t, path, ylabel=f"{region} Dice drop", attack=at, budget=w, source=s, n=k,
                                  region=region)
 
-        blocks.append(a.figure(f"bands_{attack}_{what}_{source}", draw, title))
-    blocks.append(a.table("bands_summary", bands, "Damage per frequency band"))
-    return blocks
+        figures.append(a.figure(f"bands_{attack}_{what}_{source}", draw, f"{ctx.tag()}{region} Dice drop per "
+                                f"frequency band: {attack}, {what}, crafted on {source}"))
+    shown = bands.assign(budget=[budget_text(k, v) for k, v in zip(bands["budget_key"], bands["budget"],
+                                                                    strict=True)]).drop(columns=["budget_key"])
+    return [Paragraph("Each perturbation was also split into DCT frequency bands and every band scored on every "
+                      "target: which frequencies carry the damage, and which transfer."), Gallery(figures),
+            a.table("bands_summary", bands, "Damage per frequency band", shown=display(
+                shown.rename(columns={"model": "target"}), {"energy_fraction": ".3f"}))]

@@ -9,7 +9,7 @@ from volrob.evaluation.attack_effect import attack_effects
 from volrob.report.assets import fmt_p
 from volrob.report.budget_plot import budget_plot, budget_table
 from volrob.report.labels import budget_text
-from volrob.report.page import Gallery, Paragraph, Section
+from volrob.report.page import Details, Gallery, Paragraph, Section
 from volrob.report.results_dir import RunFolder
 from volrob.report.scatter_plot import scatter_plot
 from volrob.report.sections.context import Context
@@ -43,7 +43,8 @@ def run_blocks(ctx: Context, run: RunFolder, stem: str) -> list:
         blocks.append(a.figure(f"{stem}_dice_vs_budget", lambda p: budget_plot(table, p, region=region), title,
                                "Budget 0 is the clean input; bands are percentile-bootstrap 95 % intervals of the "
                                "mean over cases."))
-        blocks.append(a.table(f"{stem}_dice_vs_budget", table, "The numbers behind the budget figure"))
+        blocks.append(Details("The numbers behind the budget figure", [
+            a.table(f"{stem}_dice_vs_budget", table, "Mean Dice and its 95 % interval per model, attack and budget")]))
     blocks.append(Gallery([a.figure(f"{stem}_scatter_{model}", lambda p, m=model: scatter_plot(
         white, p, model=m, region=region), f"{ctx.tag()}{model}: {region} Dice per case, clean against attacked",
         "Points below the diagonal are cases the attack hurt.") for model in pd.unique(white["model"])]))
