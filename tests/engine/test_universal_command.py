@@ -31,6 +31,8 @@ from volrob.engine.cases import CaseSource
 from volrob.engine.scoring import score_on_source
 from volrob.engine.tables import RESULT_COLUMNS, TIME_COLUMNS
 from volrob.evaluation.metric_set import resolve_metric_set
+from volrob.evaluation.universal_effect import universal_effects
+from volrob.report.build import build_report
 from volrob.sources import ModelSource
 
 RUN_METRICS = resolve_metric_set("brats2021")  # the synthetic data's default: dice, hd95_brats, nsd
@@ -120,6 +122,15 @@ def test_both_cells_on_every_target(experiment: Experiment, synth_manifest: Path
     assert len(record["params"]["train_cases"]) == len(load_manifest(synth_manifest).split("train"))
     assert record["record"]["params"]["roi"] == list(delta.shape[1:])
     assert all(name in experiment.text for name in ("src", "copy", "jit")) and "universal" in experiment.text
+
+
+def test_the_report_pairs_the_perturbation_with_its_control(experiment: Experiment, tmp_path: Path) -> None:
+    report = build_report(experiment.out, tmp_path / "r.html")
+    assert "universal" in report.sections and "whitebox" in report.sections
+    shown = pd.read_csv(tmp_path / "r_files" / "universal.csv")
+    direct = universal_effects(pd.read_csv(experiment.out / "results.csv"), region="WT", seed=0)
+    pd.testing.assert_frame_equal(shown, direct, check_dtype=False)
+    assert list(shown["model"]) == ["src", "copy", "jit"]
 
 
 @pytest.mark.usefixtures("one_thread")

@@ -19,12 +19,23 @@ from volrob.report.html_page import render_html
 from volrob.report.markdown_page import render_markdown
 from volrob.report.page import Page, Section
 from volrob.report.results_dir import load_results
-from volrob.report.sections import clean, defences, failures, overview, queries, training, transfer, whitebox, worst
+from volrob.report.sections import (
+    clean,
+    defences,
+    failures,
+    overview,
+    queries,
+    training,
+    transfer,
+    universal,
+    whitebox,
+    worst,
+)
 from volrob.report.sections.context import SYNTHETIC_NOTE, Context
 
 SECTIONS: tuple[Callable[[Context], Section | None], ...] = (
-    overview.build, training.build, clean.build, whitebox.build, transfer.build, defences.build, queries.build,
-    worst.build, failures.build)
+    overview.build, training.build, clean.build, whitebox.build, transfer.build, universal.build, defences.build,
+    queries.build, worst.build, failures.build)
 """Section builders in page order."""
 
 
