@@ -89,6 +89,7 @@ def test_axes_start_at_zero_and_the_title_says_what_is_shown() -> None:
     narrow = _table().assign(adversarial=lambda t: 0.743 + 0.003 * (t["queries"] > 0), attack="square")
     ax = query_figure(narrow).axes[0]
     assert ax.get_ylim() == (0.0, 1.0)  # a 0.3 % change is not blown up to the full height
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["10", "100", "1000"]  # the scored counts, as counts
     assert ax.get_title() == "Dice (WT) vs queries: square\non A, B, n = 1–2 cases"  # B has one case
     ax = query_figure(_table(), region="TC").axes[0]
     assert ax.get_ylim() == (0.0, 1.0) and "black-box attack" in ax.get_title() and "(TC)" in ax.get_title()

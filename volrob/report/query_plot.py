@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 
 from volrob.errors import ConfigError
 from volrob.report.figure import check_png_path, new_figure, save_png
@@ -60,6 +61,10 @@ def query_figure(table: pd.DataFrame, *, region: str = "WT", metric: str = "dice
             colour = line.get_color() if line is not None else None
             ax.axhline(float(means.loc[0]), linestyle="--", color=colour, alpha=0.8, label=f"{model}: clean")
     ax.set_xscale("log")
+    counts = sorted(int(q) for q in pd.unique(sel["queries"]) if q > 0)
+    if counts:  # ticks at the counts that were scored, written as counts (25, 100), not powers of ten
+        ax.set_xticks(counts, [str(q) for q in counts])
+        ax.xaxis.set_minor_formatter(NullFormatter())
     if int(sel["queries"].max()) == 0:  # clean rows only: give the log axis a range
         ax.set_xlim(1, 10)
     metric_limits(ax, metric, sel["adversarial"].to_numpy(dtype=float))
