@@ -64,7 +64,8 @@ def test_grid(synth_manifest: Path, tmp_path: Path) -> None:
            "models": [{"name": "tiny", "checkpoint": str(CHECKPOINT)}],
            "attacks": [{"attack": "fgsm", "eps": [4]}, {"attack": "pgd", "options": {"steps": 2}, "eps": [4, 8]},
                        {"attack": "gaussian_noise", "eps": [8]},
-                       {"attack": "vafa3d", "options": {"steps": 2}, "sweep": {"q_max": [10]}}]}
+                       {"attack": "vafa3d", "options": {"steps": 2}, "sweep": {"q_max": [10]}}],
+           "outputs": {"views": False}}  # tables only (views: tests/engine/test_views.py)
     (tmp_path / "grid.yaml").write_text(yaml.safe_dump(cfg))
     run("robustness", str(tmp_path / "grid.yaml"), "-o", str(tmp_path / "grid"))
     new = pd.read_csv(tmp_path / "grid" / "results.csv")
@@ -78,7 +79,7 @@ def test_transfer_with_bands_and_ensemble(synth_manifest: Path, jittered: Path, 
            "models": [{"name": "m1", "checkpoint": str(CHECKPOINT)}, {"name": "m2", "checkpoint": str(jittered)},
                       {"name": "ens", "members": ["m1", "m2"]}],
            "attacks": [{"attack": "fgsm", "eps": [4]}, {"attack": "pgd", "options": {"steps": 2}, "eps": [8]}],
-           "bands": {"edges": [0.0, 0.15, 1.0]}}
+           "bands": {"edges": [0.0, 0.15, 1.0]}, "outputs": {"views": False}}
     (tmp_path / "transfer.yaml").write_text(yaml.safe_dump(cfg))
     run("transfer", str(tmp_path / "transfer.yaml"), "-o", str(tmp_path / "tr"))
     keys = ["cell", "model", "case", "region", "metric"]
