@@ -51,6 +51,13 @@ COUNTS = frozenset({"n", "n_paired", "cases", "epochs", "best_epoch", "failed", 
 """Columns that count things: shown as integers even when a missing value made pandas store them as floats."""
 
 
+def ci_column(frame: pd.DataFrame, mean: str, low: str, high: str, *, signed: bool = False) -> list[str]:
+    """``mean [low, high]`` per row, three decimals (with a sign for differences), a dash where the mean is missing."""
+    sign = "+" if signed else ""
+    return ["–" if m != m else f"{m:{sign}.3f} [{lo:{sign}.3f}, {hi:{sign}.3f}]"
+            for m, lo, hi in zip(frame[mean], frame[low], frame[high], strict=True)]
+
+
 def display(frame: pd.DataFrame, formats: Mapping[str, Format] | None = None, *,
             names: Mapping[str, str] | None = None) -> pd.DataFrame:
     """``frame`` as strings: each column through its format (default three decimals for floats, integers for

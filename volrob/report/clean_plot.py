@@ -10,7 +10,8 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 
 from volrob.data.labels import REGIONS
-from volrob.errors import ConfigError, DataError
+from volrob.errors import DataError
+from volrob.report.checks import check_columns
 from volrob.report.figure import check_png_path, new_figure, save_png
 
 CLEAN_COLUMNS = ("model", "region", "metric", "n", "mean", "ci_low", "ci_high")
@@ -20,9 +21,7 @@ BOUNDED = ("dice", "nsd", "lesion_dice")
 def clean_figure(summary: pd.DataFrame, *, metric: str = "dice", title: str = "") -> Figure:
     """Grouped bars of ``metric``: one group per region, one bar per model, with the CI as error bars.
     ``summary`` has the columns of an evaluation's ``summary.csv`` (at least :data:`CLEAN_COLUMNS`)."""
-    missing = [c for c in CLEAN_COLUMNS if c not in summary.columns]
-    if missing:
-        raise ConfigError(f"clean_figure: summary lacks column(s) {missing}")
+    check_columns(summary, CLEAN_COLUMNS, "clean_figure", "summary")
     rows = summary[summary["metric"] == metric]
     if rows.empty:
         raise DataError(f"clean_figure: no rows of metric {metric!r}")

@@ -175,8 +175,9 @@ class ResultsDir:
     def run(self, role: str) -> RunFolder | None:
         return self.runs.get(role)
 
+    @cached_property
     def manifest(self) -> dict[str, Any]:
-        """The data manifest the runs read (empty when it cannot be read any more)."""
+        """The data manifest the runs read (empty when it cannot be read any more), read once."""
         for r in self.runs.values():
             path = r.config.get("manifest")
             if path:
@@ -189,7 +190,7 @@ class ResultsDir:
     @property
     def synthetic(self) -> bool:
         """Whether the data are volrob's synthetic phantoms."""
-        return self.data_stage is not None or self.manifest().get("layout") == "synthetic"
+        return self.data_stage is not None or self.manifest.get("layout") == "synthetic"
 
 
 def trained_beside(run: RunFolder) -> list[TrainedModel]:

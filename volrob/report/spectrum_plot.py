@@ -14,7 +14,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from volrob.errors import ConfigError
-from volrob.report.checks import as_bool
+from volrob.report.checks import as_bool, check_columns
 from volrob.report.figure import check_png_path, new_figure, save_png
 from volrob.report.labels import cases_text
 
@@ -23,11 +23,7 @@ BAND_COLUMNS: tuple[str, ...] = ("name", "band", "value")
 
 
 def _check_table(table: pd.DataFrame, columns: Sequence[str], what: str) -> None:
-    if not isinstance(table, pd.DataFrame):
-        raise ConfigError(f"{what}: table must be a pandas DataFrame, got {type(table).__name__}")
-    missing = [c for c in columns if c not in table.columns]
-    if missing:
-        raise ConfigError(f"{what}: table lacks column(s) {missing}")
+    check_columns(table, columns, what)
     if table.empty:
         raise ConfigError(f"{what}: table has no rows")
 

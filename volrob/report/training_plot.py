@@ -10,6 +10,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from volrob.errors import ConfigError
+from volrob.report.checks import check_columns
 from volrob.report.figure import check_png_path, new_figure, save_png
 
 LOG_COLUMNS = ("epoch", "train_loss", "val_dice_mean")
@@ -21,9 +22,7 @@ def training_figure(logs: Mapping[str, pd.DataFrame], *, title: str = "Training"
     if not logs:
         raise ConfigError("training_figure: no training logs")
     for name, log in logs.items():
-        missing = [c for c in LOG_COLUMNS if c not in log.columns]
-        if missing:
-            raise ConfigError(f"training_figure: the log of {name!r} lacks column(s) {missing}")
+        check_columns(log, LOG_COLUMNS, "training_figure", f"the log of {name!r}")
     fig = new_figure((11.0, 4.0))
     loss_ax, dice_ax = fig.subplots(1, 2)
     for name, log in logs.items():

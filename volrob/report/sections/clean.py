@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from volrob.evaluation.summary import summarize
-from volrob.report.assets import display
+from volrob.report.assets import ci_column, display
 from volrob.report.clean_plot import clean_plot
 from volrob.report.page import Paragraph, Section
 from volrob.report.sections.context import Context
@@ -27,8 +27,7 @@ def build(ctx: Context) -> Section | None:
         n = run.results["case"].nunique()
         blocks.append(a.figure("clean_dice", lambda p: clean_plot(summary, p), f"{ctx.tag()}Clean Dice per model "
                                f"and region (n = {n} case(s))"))
-    wide = summary.assign(value=[f"{m:.3f} [{lo:.3f}, {hi:.3f}]" for m, lo, hi in
-                                 zip(summary["mean"], summary["ci_low"], summary["ci_high"], strict=True)])
+    wide = summary.assign(value=ci_column(summary, "mean", "ci_low", "ci_high"))
     shown = wide.pivot_table(index=["model", "region"], columns="metric", values="value", aggfunc="first",
                              sort=False).reset_index()
     shown.columns.name = None

@@ -4,13 +4,11 @@ margin from the extra training's."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pandas as pd
 
 from volrob.evaluation.compare import compare_models, setting_label
 from volrob.evaluation.controls import matched_controls
-from volrob.report.assets import fmt_p
+from volrob.report.assets import ci_column, fmt_p
 from volrob.report.compare_plot import plot_comparison
 from volrob.report.page import Paragraph, Section
 from volrob.report.results_dir import RunFolder
@@ -19,25 +17,17 @@ from volrob.report.sections.context import Context
 ROLES = ("compare", "grid")
 
 
-def _ci(mean: Any, low: Any, high: Any, sign: str = "") -> str:
-    if mean != mean:
-        return "–"
-    return f"{mean:{sign}.3f} [{low:{sign}.3f}, {high:{sign}.3f}]"
-
-
 def _shown(table: pd.DataFrame, region: str) -> pd.DataFrame:
     t = table[table["region"] == region]
     return pd.DataFrame({
         "model": t["model"], "defence": t["defence"], "setting": [setting_label(r) for r in t.to_dict("records")],
         "n": t["n"],
-        "clean Dice [CI]": [_ci(*v) for v in zip(t["clean_dice"], t["clean_ci_low"], t["clean_ci_high"], strict=True)],
-        "attacked Dice [CI]": [_ci(*v) for v in zip(t["adversarial_dice"], t["adversarial_ci_low"],
-                                                     t["adversarial_ci_high"], strict=True)],
-        f"attacked − {t['reference'].iloc[0]} [CI]": [_ci(*v, sign="+") for v in zip(
-            t["diff_adversarial"], t["diff_adversarial_ci_low"], t["diff_adversarial_ci_high"], strict=True)],
+        "clean Dice [CI]": ci_column(t, "clean_dice", "clean_ci_low", "clean_ci_high"),
+        "attacked Dice [CI]": ci_column(t, "adversarial_dice", "adversarial_ci_low", "adversarial_ci_high"),
+        f"attacked − {t['reference'].iloc[0]} [CI]": ci_column(
+            t, "diff_adversarial", "diff_adversarial_ci_low", "diff_adversarial_ci_high", signed=True),
         "p (one-sided, better)": t["p_adversarial_greater"].map(fmt_p),
-        "clean change [CI]": [_ci(*v, sign="+") for v in zip(t["diff_clean"], t["diff_clean_ci_low"],
-                                                            t["diff_clean_ci_high"], strict=True)]})
+        "clean change [CI]": ci_column(t, "diff_clean", "diff_clean_ci_low", "diff_clean_ci_high", signed=True)})
 
 
 def control_margins(run: RunFolder, table: pd.DataFrame) -> pd.DataFrame:

@@ -49,7 +49,7 @@ def _models(ctx: Context) -> pd.DataFrame:
 
 
 def _data(ctx: Context) -> tuple[pd.DataFrame, list[str]]:
-    manifest = ctx.results.manifest()
+    manifest = ctx.results.manifest
     splits = Counter(str(c.get("split")) for c in manifest.get("cases") or [])
     facts = [("manifest", manifest.get("name", "–")), ("layout", manifest.get("layout", "–")),
              ("label convention", manifest.get("label_convention", "–")),

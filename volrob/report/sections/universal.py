@@ -8,7 +8,7 @@ import json
 import pandas as pd
 
 from volrob.evaluation.universal_effect import universal_effects
-from volrob.report.assets import display, fmt_p
+from volrob.report.assets import ci_column, display, fmt_p
 from volrob.report.page import Paragraph, Section
 from volrob.report.sections.context import Context
 
@@ -32,8 +32,7 @@ def build(ctx: Context) -> Section | None:
         "model": table["model"], "white-box": table["white_box"].map({True: "yes", False: "no"}), "n": table["n"],
         "clean": table["clean"].map("{:.3f}".format), "universal": table["universal"].map("{:.3f}".format),
         "control": table["control"].map("{:.3f}".format),
-        "universal − control [95 % CI]": [f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]" for d, lo, hi in zip(
-            table["diff"], table["diff_ci_low"], table["diff_ci_high"], strict=True)],
+        "universal − control [95 % CI]": ci_column(table, "diff", "diff_ci_low", "diff_ci_high", signed=True),
         "p (universal lower)": table["p_universal_lower"].map(fmt_p),
         "effect size r": table["effect_size"].map("{:+.2f}".format)})
     return Section("universal", "Universal perturbation", [

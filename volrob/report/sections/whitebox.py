@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from volrob.evaluation.attack_effect import attack_effects
-from volrob.report.assets import fmt_p
+from volrob.report.assets import ci_column, fmt_p
 from volrob.report.budget_plot import budget_plot, budget_table
 from volrob.report.labels import budget_text
 from volrob.report.page import Details, Gallery, Paragraph, Section
@@ -23,8 +23,7 @@ def _effects_shown(effects: pd.DataFrame) -> pd.DataFrame:
         "budget": [budget_text(k, v) for k, v in zip(effects["budget_key"], effects["budget"], strict=True)],
         "n": effects["n"], "clean": effects["clean_mean"].map("{:.3f}".format),
         "attacked": effects["adversarial_mean"].map("{:.3f}".format),
-        "drop [95 % CI]": [f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]" for d, lo, hi in
-                           zip(effects["drop"], effects["drop_ci_low"], effects["drop_ci_high"], strict=True)],
+        "drop [95 % CI]": ci_column(effects, "drop", "drop_ci_low", "drop_ci_high", signed=True),
         "Wilcoxon p": effects["wilcoxon_p"].map(fmt_p), "effect size r": effects["effect_size"].map("{:+.2f}".format),
         "max L∞ (/255)": effects["linf_255_max"].map("{:.2f}".format),
         "mean SSIM": effects["ssim_mean"].map("{:.4f}".format)})
