@@ -34,9 +34,13 @@ import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # this file may be loaded by path, outside sys.path
+import _bench_common as common
 
 FULL, SMALL_FLAT = (160, 192, 160), (112, 112, 112)
 QUICK, QUICK_FLAT = (64, 72, 64), (40, 40, 40)
@@ -83,15 +87,7 @@ def child(mode: str, shape: tuple[int, ...], roi: int, host_memory: str) -> dict
     loss = resolve_loss("auto", "regions")
     base = _rss_mb()
     if mode in ("forward", "naive", "exact"):
-        def once() -> None:
-            if mode == "forward":
-                with torch.no_grad():
-                    pred(x)
-                return
-            xg = x.clone().requires_grad_(True)
-            (grad,) = torch.autograd.grad(loss(pred(xg), target), xg)
-            assert torch.isfinite(grad).all()
-
+        once = common.step_fn(mode, pred, x, target, loss)
         start = time.perf_counter()
         once()  # the first call also pays one-time costs (kernel set-up, first touch of fresh memory)
         cold = time.perf_counter() - start

@@ -68,3 +68,16 @@ def test_train_and_evaluate_cli(synth_manifest: Path, tmp_path: Path, capsys: py
     printed = capsys.readouterr().out
     assert "WT" in printed and "dice" in printed
     assert len(pd.read_csv(tmp_path / "ev" / "results.csv")) > 0
+
+
+def test_output_into_a_closed_pipe_ends_quietly() -> None:
+    """``volrob models | head -0``: the reader is gone before anything is written; no traceback, exit 141."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "volrob", "models"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait() == 141 and "Traceback" not in err and "BrokenPipe" not in err

@@ -40,6 +40,8 @@ def test_outputs(tiny_checkpoint: Path, synth_manifest: Path, tmp_path: Path) ->
     assert run["command"] == "evaluate" and run["config"]["split"] == "test"
     assert run["config"]["empty_policy"] == "brats" and len(run["models"]["unet"]["sha256"]) == 64
     assert run["scoring"]["metrics"] == ["dice", "hd95_brats", "nsd"] and run["scoring"]["challenge"] is None
+    assert run["models"]["unet"]["fast_path"] == {"device": "cpu", "amp_dtype": "float32", "channels_last": False,
+                                                  "cudnn_benchmark": False, "compile": "off"}  # CPU: plain float32
     for cid in test_ids:
         case = next(c for c in man.cases if c.id == cid)
         src = nib.load(man.resolve(case.label))

@@ -89,11 +89,12 @@ def test_bad_input_and_config() -> None:
 def test_gradient_and_amp_options_validated_and_round_trip() -> None:
     with pytest.raises(ConfigError, match=r"inference\.gradient must be one of"):
         SlidingWindowConfig(gradient="checkpoint")
-    with pytest.raises(ConfigError, match=r"inference\.amp must be true or false"):
-        SlidingWindowConfig(amp="yes")  # type: ignore[arg-type]
-    cfg = SlidingWindowConfig(gradient="tiles", amp=True)
+    with pytest.raises(ConfigError, match=r"inference\.amp must be one of \['off', 'auto', 'bf16', 'fp16'\]"):
+        SlidingWindowConfig(amp="yes")
+    cfg = SlidingWindowConfig(gradient="tiles", amp=True)  # earlier configs: a bool
+    assert cfg.amp == "auto" and SlidingWindowConfig(amp=False).amp == "off"
     assert SlidingWindowConfig.from_dict(cfg.to_dict()) == cfg
-    assert SlidingWindowConfig().gradient == "exact" and SlidingWindowConfig().amp is False
+    assert SlidingWindowConfig().gradient == "exact" and SlidingWindowConfig().amp == "off"
 
 
 @pytest.mark.parametrize("gradient", ["exact", "autograd", "tiles"])

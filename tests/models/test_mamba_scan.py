@@ -173,6 +173,9 @@ def test_dispatch_decision(
 ) -> None:
     monkeypatch.setattr(scan, "_load_mamba_ssm_kernel", lambda: fake_kernel if available else None)
     assert (cuda_kernel_for(torch.device(device), dtype) is fake_kernel) is expected
+    with scan.pytorch_scan():  # the comparison switch: never the kernel inside it
+        assert cuda_kernel_for(torch.device(device), dtype) is None
+    assert (cuda_kernel_for(torch.device(device), dtype) is fake_kernel) is expected
 
 
 def test_dispatch_hands_all_arguments_to_the_kernel(monkeypatch: pytest.MonkeyPatch) -> None:

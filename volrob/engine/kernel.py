@@ -260,8 +260,10 @@ def _record(command: str, cfg: RunConfig, info: distributed.DistInfo, cells: lis
 
 
 def _model_record(pool: ModelPool) -> dict[str, Any]:
-    """What each model of the run is: weights hash, where it came from, its effective window and preprocessing."""
+    """What each model of the run is: weights hash, where it came from, its effective window, the fast path that
+    window resolves to on the run's device (precision, layout, compilation) and its preprocessing."""
     return {name: {"sha256": src.sha256, "defence": src.defence, "window": src.predictor.window.to_dict(),
+                   "fast_path": src.predictor.fast_path(pool.device).describe(),
                    "preprocessing": src.preprocessing.to_dict(), "modalities": list(src.modalities),
                    "output_mode": src.predictor.output_mode,
                    "origin": {k: v for k, v in src.origin.items() if k != "provenance"},

@@ -55,6 +55,7 @@ from volrob.report.slices import (
     tumour_slice,
     view_plot,
 )
+from volrob.utils.transfer import to_device
 
 FOLDER = "views"
 
@@ -185,7 +186,7 @@ def build_view(ctx: WorkContext, cases: CaseSource, choice: WorstCase) -> dict[s
     if prepared.label is None:
         raise DataError(f"case {choice.case} has no label")
     box = _box(ctx, prepared, src.predictor.window.roi_size)
-    x = prepared.x[box].to(ctx.device)
+    x = to_device(prepared.x[box], ctx.device)
     x_adv, delta, origin = _perturbation(ctx, choice, prepared, x)
     clean = predict_regions(src.predictor, x[0], ctx.device)
     adv = predict_regions(src.predictor, x_adv[0], ctx.device)

@@ -40,6 +40,7 @@ from volrob.evaluation.metric_set import MetricSet
 from volrob.evaluation.perturbation import perturbation_stats
 from volrob.inference.segment import predict_regions, to_source_grid
 from volrob.io import atomic_write_text
+from volrob.utils.transfer import to_device
 
 StepCallback = Callable[[int, int], None]
 
@@ -120,7 +121,7 @@ def clean_unit(ctx: WorkContext, unit: CleanUnit, prepared: PreparedCase, params
     x = prepared.x
     if ctx.cfg.roi_crop is not None:
         x = x[_box(ctx, prepared, src.predictor.window.roi_size)]
-    rows = score(ctx, unit.model, prepared, x.to(ctx.device))
+    rows = score(ctx, unit.model, prepared, to_device(x, ctx.device))
     if (ctx.cfg.outputs.predictions or not prepared.labelled) and ctx.cfg.roi_crop is None:
         write_prediction(ctx, unit.model, prepared, prepared.x, ctx.store.root / "predictions" / unit.model)
     return {"params": params, "status": "ok", "rows": rows, "seconds": round(time.perf_counter() - tic, 3),
@@ -162,7 +163,7 @@ def _craft(ctx: WorkContext, unit: Unit, prepared: PreparedCase, x: torch.Tensor
         target = target[_box(ctx, prepared, ctx.pool.sources[cell.source].predictor.window.roi_size)]
     atk = cell.create_attack(case_seed(ctx.cfg.seed, unit.case))
     tic = time.perf_counter()
-    res = atk(predictor, x, target.to(ctx.device), progress=progress)
+    res = atk(predictor, x, to_device(target, ctx.device), progress=progress)
     seconds = time.perf_counter() - tic
     snapshots = dict(getattr(res, "snapshots", {}) or {})
     return res.x_adv.detach(), res.record, snapshots, seconds
@@ -177,7 +178,7 @@ def attack_unit(ctx: WorkContext, unit: Unit, prepared: PreparedCase, params: di
     x = prepared.x
     if cfg.roi_crop is not None:
         x = x[_box(ctx, prepared, ctx.pool.sources[cell.source].predictor.window.roi_size)]
-    x = x.to(ctx.device)
+    x = to_device(x, ctx.device)
     reusable = stored is not None and not stored.get("snapshot_linf_255")  # snapshots are not stored: recraft
     delta = ctx.store.load_delta(cell.id, unit.case) if reusable else None
     if delta is None:

@@ -10,6 +10,7 @@ from monai.transforms import Invertd
 from volrob.data.labels import logits_to_regions
 from volrob.data.preprocess import Preprocessed
 from volrob.inference.predictor import Predictor
+from volrob.utils.transfer import to_device
 
 
 def to_source_grid(values: torch.Tensor, p: Preprocessed, *, nearest: bool) -> np.ndarray:
@@ -29,5 +30,5 @@ def to_source_grid(values: torch.Tensor, p: Preprocessed, *, nearest: bool) -> n
 def predict_regions(predictor: Predictor, image: torch.Tensor, device: torch.device) -> torch.Tensor:
     """Boolean regions ``(3, *spatial)`` for one preprocessed image ``(C, *spatial)`` (no gradient)."""
     with torch.no_grad():
-        logits = predictor(image[None].to(device))
+        logits = predictor(to_device(image[None], device))
     return logits_to_regions(logits, predictor.output_mode)[0].cpu()

@@ -19,7 +19,6 @@ forward (``eval()`` mode: no dropout, no batch statistics), since each window is
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -30,6 +29,7 @@ from monai.data.utils import compute_importance_map, dense_patch_slices
 from torch import nn
 
 from volrob.errors import ConfigError
+from volrob.inference.precision import GradientOverflow, full_precision
 
 Window = tuple[int, tuple[slice, ...]]  # (batch index, spatial slices in the padded volume)
 
@@ -96,12 +96,6 @@ def sliding_plan(image_size: Sequence[int], roi_size: Sequence[int], overlap: fl
                       count_map(slices, imp, padded, stitch_device))
 
 
-def _autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManager[Any]:
-    if amp and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 def _batches(windows: list[Window], sw_batch_size: int) -> Iterator[list[Window]]:
     for i in range(0, len(windows), sw_batch_size):
         yield windows[i : i + sw_batch_size]
@@ -112,14 +106,13 @@ def _gather(xp: torch.Tensor, batch: list[Window]) -> torch.Tensor:
 
 
 def stitch(network: nn.Module, x: torch.Tensor, plan: WindowPlan, sw_batch_size: int, *,
-           stitch_device: torch.device, amp: bool = False) -> torch.Tensor:
+           stitch_device: torch.device) -> torch.Tensor:
     """Blended window outputs over ``x``, as MONAI stitches them; plain autograd when grad mode is on."""
     xp = F.pad(x, list(plan.pad)) if any(plan.pad) else x
     out: torch.Tensor | None = None
     imp = plan.importance.to(x.dtype)
     for batch in _batches(plan.windows(x.shape[0]), sw_batch_size):
-        with _autocast(x.device, amp):
-            y = network(_gather(xp, batch))
+        y = network(_gather(xp, batch))
         y = (y.to(x.dtype) * imp).to(stitch_device)
         if out is None:
             out = torch.zeros((x.shape[0], y.shape[1], *plan.padded_size), dtype=x.dtype, device=stitch_device)
@@ -130,29 +123,37 @@ def stitch(network: nn.Module, x: torch.Tensor, plan: WindowPlan, sw_batch_size:
     return out[(slice(None), slice(None), *plan.crop)]
 
 
-def _window_vjp(network: nn.Module, xp: torch.Tensor, g: torch.Tensor, batch: list[Window], plan: WindowPlan,
-                amp: bool) -> torch.Tensor:
-    """Input gradient of one recomputed window batch; its graph dies when this function returns."""
+def _window_vjp(network: nn.Module, xp: torch.Tensor, g: torch.Tensor, batch: list[Window],
+                plan: WindowPlan) -> torch.Tensor:
+    """Input gradient of one recomputed window batch; its graph dies when this function returns. A float16
+    backward that overflows is recomputed in float32 (see :mod:`volrob.inference.precision`)."""
     win = _gather(xp, batch).detach().requires_grad_(True)
     imp = plan.importance.to(device=g.device, dtype=g.dtype)
     count = plan.count.to(device=g.device, dtype=g.dtype)
     gw = torch.cat([g[(slice(b, b + 1), slice(None), *s)] * (imp / count[(slice(None), slice(None), *s)])
                     for b, s in batch]).to(win.device)
+    gw = gw.to(win.dtype)
+    try:
+        return _vjp(network, win, gw)
+    except GradientOverflow:
+        with full_precision():
+            return _vjp(network, win, gw)
+
+
+def _vjp(network: nn.Module, win: torch.Tensor, gw: torch.Tensor) -> torch.Tensor:
     with torch.enable_grad():
-        with _autocast(win.device, amp):
-            y = network(win)
-        y = y.to(win.dtype)
-        (grad,) = torch.autograd.grad(y, win, gw.to(y.dtype))
+        y = network(win).to(win.dtype)
+        (grad,) = torch.autograd.grad(y, win, gw)
     return grad
 
 
 class _WindowedInference(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, network: nn.Module, plan: WindowPlan, sw_batch_size: int,
-                stitch_device: torch.device, amp: bool, grad_batch_size: int) -> torch.Tensor:
+                stitch_device: torch.device, grad_batch_size: int) -> torch.Tensor:
         ctx.save_for_backward(x)
-        ctx.network, ctx.plan, ctx.amp, ctx.grad_batch_size = network, plan, amp, grad_batch_size
-        return stitch(network, x.detach(), plan, sw_batch_size, stitch_device=stitch_device, amp=amp)
+        ctx.network, ctx.plan, ctx.grad_batch_size = network, plan, grad_batch_size
+        return stitch(network, x.detach(), plan, sw_batch_size, stitch_device=stitch_device)
 
     @staticmethod
     def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
@@ -165,29 +166,29 @@ class _WindowedInference(torch.autograd.Function):
         xp = F.pad(x.detach(), list(plan.pad)) if padded else x.detach()
         dxp = torch.zeros(xp.shape, dtype=acc, device=xp.device)
         for batch in _batches(plan.windows(x.shape[0]), ctx.grad_batch_size):
-            grad = _window_vjp(ctx.network, xp, g, batch, plan, ctx.amp)
+            grad = _window_vjp(ctx.network, xp, g, batch, plan)
             for (b, s), part in zip(batch, grad, strict=True):
                 dxp[(slice(b, b + 1), slice(None), *s)] += part
             del grad
         dx = dxp[(slice(None), slice(None), *plan.crop)] if padded else dxp
-        return dx.to(x.dtype), None, None, None, None, None, None
+        return dx.to(x.dtype), None, None, None, None, None
 
 
 def windowed_inference(network: nn.Module, x: torch.Tensor, plan: WindowPlan, sw_batch_size: int, *,
-                       stitch_device: torch.device | None = None, amp: bool = False,
-                       grad_batch_size: int = 1) -> torch.Tensor:
+                       stitch_device: torch.device | None = None, grad_batch_size: int = 1) -> torch.Tensor:
     """Stitched logits of ``network`` over ``x`` along ``plan``, differentiable in ``x`` with bounded memory.
 
     The forward runs ``sw_batch_size`` windows per network call (as MONAI does, so its output is bit-identical);
     the backward recomputes ``grad_batch_size`` windows per call, which bounds the peak memory of a gradient to
     that many windows' graphs (one by default).
 
-    ``amp`` runs the network under ``torch.autocast`` (bfloat16) on CUDA only; stitching and the input gradient
-    stay in float32. Parameter gradients are not accumulated (see the module docstring).
+    Mixed precision lives in ``network`` (the predictor passes its :class:`~volrob.inference.fast_path.FastNetwork`,
+    whose output is float32); stitching and the input gradient stay in float32. Parameter gradients are not
+    accumulated (see the module docstring).
     """
     dev = stitch_device or x.device
     if not (torch.is_grad_enabled() and x.requires_grad):
-        return stitch(network, x, plan, sw_batch_size, stitch_device=dev, amp=amp)
+        return stitch(network, x, plan, sw_batch_size, stitch_device=dev)
     if grad_batch_size < 1:
         raise ConfigError(f"grad_batch_size must be an integer >= 1, got {grad_batch_size}")
-    return _WindowedInference.apply(x, network, plan, sw_batch_size, dev, amp, grad_batch_size)
+    return _WindowedInference.apply(x, network, plan, sw_batch_size, dev, grad_batch_size)

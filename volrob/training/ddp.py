@@ -118,19 +118,19 @@ def cases_per_rank(n_cases: int, info: DistInfo) -> int:
 
 
 def epoch_loader(ds: Dataset, epoch: int, *, seed: int, batch_size: int, num_workers: int,
-                 info: DistInfo) -> DataLoader:
+                 info: DistInfo, pin_memory: bool = False) -> DataLoader:
     """This rank's batches of epoch ``epoch``: a shuffle seeded by (``seed``, ``epoch``), sharded across ranks under
-    several processes (see the module docstring)."""
+    several processes (see the module docstring); ``pin_memory`` stages batches in page-locked memory (CUDA)."""
     gen = torch.Generator()
     gen.manual_seed(seed * 100_003 + epoch)
     if not info.distributed:
         return DataLoader(ds, batch_size=batch_size, shuffle=True, generator=gen, collate_fn=collate_crops,
-                          num_workers=num_workers)
+                          num_workers=num_workers, pin_memory=pin_memory)
     sampler = DistributedSampler(ds, num_replicas=info.world_size, rank=info.rank, shuffle=True,
                                  seed=seed * 100_003, drop_last=False)
     sampler.set_epoch(epoch)
     return DataLoader(ds, batch_size=batch_size, sampler=sampler, generator=gen, collate_fn=collate_crops,
-                      num_workers=num_workers)
+                      num_workers=num_workers, pin_memory=pin_memory)
 
 
 def gathered(losses: list[float], parts: dict[str, list[float]]) -> tuple[list[float], dict[str, list[float]]]:

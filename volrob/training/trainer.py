@@ -36,6 +36,8 @@ from volrob.data.preprocess import PreprocessConfig, Preprocessed, channel_stats
 from volrob.distributed import DistInfo
 from volrob.errors import ConfigError, DataError
 from volrob.evaluation.metrics import dice
+from volrob.inference import precision
+from volrob.inference.fast_path import apply_layout, resolve_fast_path
 from volrob.inference.predictor import Predictor
 from volrob.io import atomic_write_text
 from volrob.training import ddp
@@ -45,6 +47,7 @@ from volrob.training.schedule import warmup_cosine
 from volrob.training.step import train_context, train_step
 from volrob.utils.config import to_plain
 from volrob.utils.runtime import environment, resolve_device, seeded
+from volrob.utils.transfer import to_device
 
 LOG_FIELDS = ["epoch", "step", "lr", "train_loss", *(f"val_dice_{r}" for r in REGIONS), "val_dice_mean", "seconds"]
 
@@ -223,9 +226,8 @@ class Trainer:
         opt = torch.optim.AdamW(self.net.parameters(), lr=t.lr, weight_decay=t.weight_decay)
         sched = warmup_cosine(opt, warmup_steps=t.warmup_epochs * steps_per_epoch,
                               total_steps=t.epochs * steps_per_epoch)
-        use_amp = t.amp and self.device.type == "cuda"
-        amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-        scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+        amp_dtype = precision.amp_dtype("auto" if t.amp else "off", self.device)  # CUDA: bf16, else fp16
+        scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
 
         start_epoch, step, best, best_epoch, log_rows = 0, 0, -1.0, -1, []
         norm: dict[str, list[float]]
@@ -243,10 +245,14 @@ class Trainer:
         else:
             norm = ddp.on_main(lambda: self._normalisation(ds))
         example = torch.zeros(1, len(self.manifest.modalities), *self.window.roi_size)
+        fast = resolve_fast_path(amp="off", channels_last=str(self.window.channels_last),
+                                 cudnn_benchmark=str(self.window.cudnn_benchmark), compile="off", device=self.device,
+                                 network=self.net)
+        apply_layout(self.net, fast)  # before DDP wraps it, so its buckets see the final layout
         train_net = ddp.wrap(self.net, self.dist, self.device, example)
 
         def autocast() -> contextlib.AbstractContextManager[Any]:
-            return torch.autocast(self.device.type, dtype=amp_dtype, enabled=use_amp)
+            return precision.autocast(self.device, amp_dtype)
 
         ctx = train_context(self.net, train_net, norm=norm, window=self.window, output_mode=cfg.data.output_mode,
                             loss=self.loss, device=self.device, autocast=autocast)
@@ -269,14 +275,15 @@ class Trainer:
             tic = time.perf_counter()
             ds.set_epoch(epoch)
             loader = ddp.epoch_loader(ds, epoch, seed=cfg.seed, batch_size=t.batch_size,
-                                      num_workers=cfg.data.num_workers, info=self.dist)
+                                      num_workers=cfg.data.num_workers, info=self.dist,
+                                      pin_memory=self.device.type == "cuda")
             train_net.train()
             losses_epoch: list[float] = []
             parts_epoch: dict[str, list[float]] = {}
             bar = tqdm(loader, desc=f"epoch {epoch + 1}/{t.epochs}", disable=not self.progress, leave=False,
                        dynamic_ncols=True)
             for images, targets in bar:
-                images, targets = images.to(self.device), targets.to(self.device)
+                images, targets = to_device(images, self.device), to_device(targets, self.device)
                 out = train_step(self.defence, ctx, images, targets, seed=step_seed(cfg.seed, step, rank),
                                  optimizer=opt, scaler=scaler, grad_clip=t.grad_clip)
                 for key, value in out.parts.items():

@@ -48,4 +48,5 @@ def environment() -> dict[str, Any]:
         "python": platform.python_version(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "host_memory": host_memory_policy(),
+        "torch_threads": torch.get_num_threads(),  # float32 reductions (SSIM, PSNR) depend on it in the last bits
     }

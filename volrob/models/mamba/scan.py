@@ -28,10 +28,12 @@ chunked PyTorch path.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 
 import torch
 import torch.nn.functional as F
@@ -42,6 +44,7 @@ from volrob.errors import ConfigError, DataError
 
 DEFAULT_CHUNK_SIZE = 8
 KERNEL_DTYPES: tuple[torch.dtype, ...] = (torch.float16, torch.bfloat16, torch.float32)
+_KERNEL_ALLOWED: ContextVar[bool] = ContextVar("volrob_mamba_kernel", default=True)
 
 
 def _check_inputs(
@@ -180,12 +183,24 @@ def _load_mamba_ssm_kernel() -> Callable[..., Tensor] | None:
     return getattr(module, "selective_scan_fn", None)
 
 
+@contextlib.contextmanager
+def pytorch_scan() -> Iterator[None]:
+    """Within this block :func:`selective_scan` uses the PyTorch path even where the fused kernel is available
+    (to compare the two on a GPU)."""
+    token = _KERNEL_ALLOWED.set(False)
+    try:
+        yield
+    finally:
+        _KERNEL_ALLOWED.reset(token)
+
+
 def cuda_kernel_for(device: torch.device, dtype: torch.dtype) -> Callable[..., Tensor] | None:
     """The fused kernel to use for tensors on ``device`` with ``dtype``, or None for the PyTorch path.
 
-    The kernel is used only on CUDA, for float16/bfloat16/float32, and only when ``mamba_ssm`` imports.
+    The kernel is used only on CUDA, for float16/bfloat16/float32, only when ``mamba_ssm`` imports, and not inside
+    :func:`pytorch_scan`.
     """
-    if device.type != "cuda" or dtype not in KERNEL_DTYPES:
+    if device.type != "cuda" or dtype not in KERNEL_DTYPES or not _KERNEL_ALLOWED.get():
         return None
     return _load_mamba_ssm_kernel()
 
