@@ -4,6 +4,7 @@ Inputs are generated on the CPU and moved, so both devices see the same numbers.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +42,16 @@ def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.double() - b.double()).norm() / b.double().norm())
 
 
-def test_gpu_float32_matches_cpu_and_exact_matches_autograd() -> None:
-    torch.backends.cudnn.allow_tf32 = False
-    torch.backends.cuda.matmul.allow_tf32 = False
+@pytest.fixture()
+def strict_float32() -> Iterator[None]:
+    """True float32 on the GPU (no TF32 in convolutions or matrix products) for one test, restored after."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+def test_gpu_float32_matches_cpu_and_exact_matches_autograd(strict_float32: None) -> None:
     x = rand(1, 4, 56, 48, 40)
     out_cpu, g_cpu = output_and_grad(predictor(unet(), torch.device("cpu")), x)
     out_gpu, g_gpu = output_and_grad(predictor(unet(), cuda()), x.to(cuda()))
