@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -44,15 +43,6 @@ import _bench_common as common
 
 FULL, SMALL_FLAT = (160, 192, 160), (112, 112, 112)
 QUICK, QUICK_FLAT = (64, 72, 64), (40, 40, 40)
-
-
-def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # kilobytes on Linux
-
-
-def _faulted_mb() -> float:
-    """Memory brought in by minor page faults so far (first touches of fresh pages), in MB."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt * resource.getpagesize() / 2**20
 
 
 def _setup(shape: tuple[int, ...], roi: int, gradient: str) -> tuple[Any, torch.Tensor, torch.Tensor]:
@@ -85,22 +75,22 @@ def child(mode: str, shape: tuple[int, ...], roi: int, host_memory: str) -> dict
     name, _, gradient = spec.partition("@")
     pred, x, target = _setup(shape, roi, "autograd" if mode == "naive" else gradient or "exact")
     loss = resolve_loss("auto", "regions")
-    base = _rss_mb()
+    base = common.rss_peak_mb()
     if mode in ("forward", "naive", "exact"):
         once = common.step_fn(mode, pred, x, target, loss)
         start = time.perf_counter()
         once()  # the first call also pays one-time costs (kernel set-up, first touch of fresh memory)
         cold = time.perf_counter() - start
-        faulted, start = _faulted_mb(), time.perf_counter()
+        faulted, start = common.faulted_mb(), time.perf_counter()
         once()
-        return {"seconds": time.perf_counter() - start, "cold_seconds": cold, "peak_mb": _rss_mb() - base,
-                "page_faults_mb": _faulted_mb() - faulted}
+        return {"seconds": time.perf_counter() - start, "cold_seconds": cold, "peak_mb": common.rss_peak_mb() - base,
+                "page_faults_mb": common.faulted_mb() - faulted}
     import volrob.attacks as attacks
 
-    faulted, start = _faulted_mb(), time.perf_counter()
+    faulted, start = common.faulted_mb(), time.perf_counter()
     attacks.create(name, steps=int(steps or 1)).run(pred, x, target)
-    return {"seconds": time.perf_counter() - start, "peak_mb": _rss_mb() - base,
-            "page_faults_mb": _faulted_mb() - faulted}
+    return {"seconds": time.perf_counter() - start, "peak_mb": common.rss_peak_mb() - base,
+            "page_faults_mb": common.faulted_mb() - faulted}
 
 
 def _run_child(mode: str, shape: tuple[int, ...], roi: int, host_memory: str) -> dict[str, Any]:

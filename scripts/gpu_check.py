@@ -35,12 +35,10 @@ from typing import Any
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))  # this file may be loaded by path, outside sys.path
+import _bench_common as common  # noqa: E402
+
 SECTIONS = ("environment", "gpu_tests", "training", "evaluation", "gradients", "mamba", "throughput")
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _reset_peak(device: torch.device) -> None:
@@ -53,10 +51,10 @@ def _peak_mb(device: torch.device) -> float | None:
 
 
 def _timed(fn: Callable[[], Any], device: torch.device) -> tuple[Any, float]:
-    _sync(device)
+    common.sync(device)
     tic = time.perf_counter()
     out = fn()
-    _sync(device)
+    common.sync(device)
     return out, round(time.perf_counter() - tic, 3)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers.windows import cosine, rand
 from torch import nn
 
 from volrob.errors import ConfigError
@@ -30,19 +31,12 @@ class Probe(nn.Module):
         return self.b(torch.tanh(h)) * self.gain
 
 
-def rand(*shape: int, seed: int = 0) -> torch.Tensor:
-    return torch.rand(*shape, generator=torch.Generator().manual_seed(seed))
-
 
 def input_grad(net: nn.Module, x: torch.Tensor, dtype: torch.dtype | None, weight: float) -> torch.Tensor:
     xg = x.clone().requires_grad_(True)
     (grad,) = torch.autograd.grad((run_network(net, xg, dtype) * weight).sum(), xg)
     return grad
 
-
-def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
-    a, b = a.double().flatten(), b.double().flatten()
-    return float(a @ b / (a.norm() * b.norm()))
 
 
 def test_modes_normalised_and_bad_values_named() -> None:

@@ -18,6 +18,7 @@ not change. What each option does on CUDA:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -126,7 +127,7 @@ def compile_network(network: nn.Module, mode: str, *, backend: str = "inductor")
 def stitch_bytes(batch: int, channels: int, out_channels: int, padded: Sequence[int], gradient: bool) -> int:
     """Bytes of the full-volume float32 buffers of one windowed pass: output and count map, plus the output
     gradient and the input gradient when a gradient is taken."""
-    voxels = int(torch.tensor(list(padded)).prod())
+    voxels = math.prod(int(s) for s in padded)
     per_voxel = batch * out_channels + 1 + ((batch * out_channels + batch * channels) if gradient else 0)
     return 4 * voxels * per_voxel
 

@@ -81,12 +81,16 @@ class _Scale:
     value: float = 1.0
 
 
-class _ScaleOutputGrad(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx: Any, y: torch.Tensor, scale: _Scale) -> torch.Tensor:
-        ctx.scale = scale
-        return y.view_as(y)
+class _ScaledIdentity(torch.autograd.Function):
+    """Identity in the forward; the subclasses' backward scales by the shared :class:`_Scale`."""
 
+    @staticmethod
+    def forward(ctx: Any, t: torch.Tensor, scale: _Scale) -> torch.Tensor:
+        ctx.scale = scale
+        return t.view_as(t)
+
+
+class _ScaleOutputGrad(_ScaledIdentity):
     @staticmethod
     def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor, None]:
         amax = float(g.detach().abs().max()) if g.numel() else 0.0
@@ -95,12 +99,7 @@ class _ScaleOutputGrad(torch.autograd.Function):
         return g * ctx.scale.value, None
 
 
-class _UnscaleInputGrad(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, scale: _Scale) -> torch.Tensor:
-        ctx.scale = scale
-        return x.view_as(x)
-
+class _UnscaleInputGrad(_ScaledIdentity):
     @staticmethod
     def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor, None]:
         if not bool(torch.isfinite(g).all()):
