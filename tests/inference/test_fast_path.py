@@ -100,11 +100,12 @@ def test_channels_last_gives_the_same_numbers() -> None:
     torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
 @pytest.mark.parametrize("gradient", ["exact", "autograd"])
-def test_bf16_sliding_window_within_stated_tolerance_of_float32(gradient: str) -> None:
+def test_reduced_precision_sliding_window_within_stated_tolerance_of_float32(gradient: str, amp: str) -> None:
     net, x = unet(), rand(1, 4, 28, 24, 20)
     out32, g32 = output_and_grad(predictor(net, gradient=gradient), x)
-    out16, g16 = output_and_grad(predictor(net, gradient=gradient, amp="bf16"), x)
+    out16, g16 = output_and_grad(predictor(net, gradient=gradient, amp=amp), x)
     assert out16.dtype == torch.float32 and g16.dtype == torch.float32
     assert float((out16 - out32).abs().max()) <= LOGIT_TOL * float(out32.max() - out32.min())
     assert cosine(g16, g32) >= GRAD_COS

@@ -81,25 +81,31 @@ class _Scale:
     value: float = 1.0
 
 
-class _ScaledIdentity(torch.autograd.Function):
-    """Identity in the forward; the subclasses' backward scales by the shared :class:`_Scale`."""
+class _CastScalingGrad(torch.autograd.Function):
+    """The network's output cast to the caller's dtype (a new tensor, so callers may modify it in place, as MONAI's
+    stitching does); the backward scales the incoming gradient before it is cast back into the network's dtype."""
 
     @staticmethod
-    def forward(ctx: Any, t: torch.Tensor, scale: _Scale) -> torch.Tensor:
-        ctx.scale = scale
-        return t.view_as(t)
+    def forward(ctx: Any, y: torch.Tensor, scale: _Scale, dtype: torch.dtype) -> torch.Tensor:
+        ctx.scale, ctx.dtype = scale, y.dtype
+        return y.to(dtype, copy=True)
 
-
-class _ScaleOutputGrad(_ScaledIdentity):
     @staticmethod
-    def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor, None]:
+    def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor, None, None]:
         amax = float(g.detach().abs().max()) if g.numel() else 0.0
         exp = GRAD_TARGET_EXP - math.ceil(math.log2(amax)) if amax > 0 and math.isfinite(amax) else 0
         ctx.scale.value = math.ldexp(1.0, exp)
-        return g * ctx.scale.value, None
+        return (g * ctx.scale.value).to(ctx.dtype), None, None
 
 
-class _UnscaleInputGrad(_ScaledIdentity):
+class _UnscaleInputGrad(torch.autograd.Function):
+    """Identity on the network's input; the backward divides by the factor the output side chose."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, scale: _Scale) -> torch.Tensor:
+        ctx.scale = scale
+        return x.view_as(x)
+
     @staticmethod
     def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor, None]:
         if not bool(torch.isfinite(g).all()):
@@ -117,5 +123,4 @@ def run_network(network: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor
     xin = _UnscaleInputGrad.apply(x, scale) if scaled else x
     with autocast(x.device, dtype):
         y = network(xin)
-    y = y.to(x.dtype)
-    return _ScaleOutputGrad.apply(y, scale) if scaled else y
+    return _CastScalingGrad.apply(y, scale, x.dtype) if scaled else y.to(x.dtype)
